@@ -1,0 +1,225 @@
+"""The meta step: jvp = double_backward = finite differences; the real model sees one weighted step."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from meta_layers import MetaBatchNorm2d, MetaConv2d, MetaLinear, VNet
+from meta_step import erm_step, l2rw_step, l2rw_weights_from_grad, mwnet_step, weighted_loss
+from resnet import ResNet32
+from wideresnet import WideResNet
+
+LR = 0.1
+
+
+def setting(arch, seed=0):
+    """A float64 model, vnet and batches; ResNet-32 on 16 x 16 images keeps the test fast."""
+    torch.manual_seed(seed)
+    model = (ResNet32(10) if arch == "resnet" else WideResNet(10, 10, widen_factor=2)).double()
+    # Non-trivial BatchNorm statistics, so that a stray update of them would show.
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    size = 16 if arch == "resnet" else 32
+    g = torch.Generator().manual_seed(seed)
+    batch = [torch.randn(8, 3, size, size, dtype=torch.double, generator=g), torch.randint(0, 10, (8,), generator=g)]
+    meta = [torch.randn(6, 3, size, size, dtype=torch.double, generator=g), torch.randint(0, 10, (6,), generator=g)]
+    return model, VNet(1, 100, 1).double(), batch, meta
+
+
+def optimisers(model, vnet):
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
+    return opt, torch.optim.Adam(vnet.parameters(), 1e-3, weight_decay=1e-4)
+
+
+def run(model, vnet, batch, meta, normalize, meta_grad, steps=1):
+    model, vnet = copy.deepcopy(model), copy.deepcopy(vnet)
+    opt, vopt = optimisers(model, vnet)
+    for _ in range(steps):
+        out = mwnet_step(model, vnet, opt, vopt, *batch, *meta, LR, normalize=normalize, meta_grad=meta_grad)
+    return model, vnet, out
+
+
+def vnet_grad(vnet):
+    return torch.cat([p.grad.flatten() for p in vnet.parameters()])
+
+
+def legacy_meta_loss(model, vnet, batch, meta, normalize):
+    """The original's way, independently: a throwaway copy, update_params, the meta loss at w'."""
+    pseudo = copy.deepcopy(model)
+    losses = F.cross_entropy(pseudo(batch[0]), batch[1], reduction="none")
+    v = vnet(losses.detach().view(-1, 1)).view(-1)
+    loss = (losses * v).sum() / (v.sum() if normalize else len(v))
+    grads = torch.autograd.grad(loss, list(pseudo.params()), create_graph=True)
+    pseudo.update_params(lr_inner=LR, source_params=grads)
+    return F.cross_entropy(pseudo(meta[0]), meta[1])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("arch", ["resnet", "wrn"])
+def test_jvp_equals_double_backward(arch, normalize):
+    model, vnet, batch, meta = setting(arch)
+    _, _, out_jvp = run(model, vnet, batch, meta, normalize, "jvp")
+    _, v_db, out_db = run(model, vnet, batch, meta, normalize, "double_backward")
+    _, v_jvp, _ = run(model, vnet, batch, meta, normalize, "jvp")
+    a, b = vnet_grad(v_jvp), vnet_grad(v_db)
+    assert b.norm() > 0  # the meta-weight-net learns something
+    assert ((a - b).norm() / b.norm()).item() < 1e-9
+    torch.testing.assert_close(out_jvp["meta_loss"], out_db["meta_loss"], rtol=1e-12, atol=0)
+    torch.testing.assert_close(out_jvp["weights"], out_db["weights"], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("arch", ["resnet", "wrn"])
+def test_meta_gradient_matches_finite_differences(arch, normalize):
+    model, vnet, batch, meta = setting(arch, seed=1)
+    legacy = legacy_meta_loss(model, vnet, batch, meta, normalize)
+    _, v_jvp, out = run(model, vnet, batch, meta, normalize, "jvp")
+    torch.testing.assert_close(out["meta_loss"], legacy.detach(), rtol=1e-12, atol=0)
+    analytic = dict(zip([n for n, _ in vnet.named_parameters()], [p.grad for p in v_jvp.parameters()], strict=True))
+    h = 1e-6
+    for name, index in [
+        ("linear2.bias", (0,)),
+        ("linear2.weight", (0, 3)),
+        ("linear1.weight", (7, 0)),
+        ("linear1.bias", (42,)),
+    ]:
+        values = []
+        for sign in (1, -1):
+            probe = copy.deepcopy(vnet)
+            with torch.no_grad():
+                dict(probe.named_parameters())[name][index] += sign * h
+            values.append(legacy_meta_loss(model, probe, batch, meta, normalize).item())
+        numeric = (values[0] - values[1]) / (2 * h)
+        exact = analytic[name][index].item()
+        assert abs(numeric - exact) <= 1e-5 * abs(exact) + 1e-9, (name, numeric, exact)
+
+
+@pytest.mark.parametrize("meta_grad", ["jvp", "double_backward"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_real_step_is_one_weighted_sgd_step(meta_grad, normalize):
+    """Parameters and BatchNorm statistics after mwnet_step equal a plain weighted SGD step with the
+    updated vnet's weights: steps 1-2 leave the real model untouched."""
+    model, vnet, batch, meta = setting("resnet", seed=2)
+    stepped, vnet_stepped = copy.deepcopy(model), copy.deepcopy(vnet)
+    opt, vopt = optimisers(stepped, vnet_stepped)
+    reference = copy.deepcopy(model)
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
+    for _ in range(2):  # two iterations, so that momentum takes part
+        out = mwnet_step(stepped, vnet_stepped, opt, vopt, *batch, *meta, LR, normalize=normalize, meta_grad=meta_grad)
+        losses = F.cross_entropy(reference(batch[0]), batch[1], reduction="none")
+        with torch.no_grad():
+            w = vnet_stepped(losses.detach().view(-1, 1)).view(-1)
+        ref_opt.zero_grad()
+        ((losses * w).sum() / (w.sum() if normalize else len(w))).backward()
+        ref_opt.step()
+        torch.testing.assert_close(out["weights"], w, rtol=0, atol=1e-15)
+        torch.testing.assert_close(out["losses"], losses.detach(), rtol=0, atol=1e-13)
+    ref_state = reference.state_dict()
+    for key, value in stepped.state_dict().items():
+        torch.testing.assert_close(value, ref_state[key], rtol=0, atol=1e-12, msg=key)
+    assert stepped.state_dict()["bn1.num_batches_tracked"].item() == 2  # one BatchNorm update per iteration
+
+
+def test_weighted_loss_zero_sum_falls_back_to_unnormalised():
+    losses = torch.tensor([1.0, 2.0, 3.0], dtype=torch.double)
+    w = torch.zeros(3, dtype=torch.double, requires_grad=True)
+    loss = weighted_loss(losses, w, normalize=True)
+    (grad,) = torch.autograd.grad(loss, w)
+    assert loss.item() == 0 and torch.equal(grad, losses)  # d/dv_i of sum v_i l_i
+    v = torch.tensor([1.0, 1.0, 2.0], dtype=torch.double)
+    assert weighted_loss(losses, v, normalize=True).item() == pytest.approx(9 / 4)
+    assert weighted_loss(losses, v).item() == pytest.approx(9 / 3)
+
+
+def tiny_setting():
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        MetaConv2d(3, 4, 3, padding=1),
+        MetaBatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        MetaLinear(16, 3),
+    ).double()
+    g = torch.Generator().manual_seed(3)
+    batch = [torch.randn(10, 3, 6, 6, dtype=torch.double, generator=g), torch.randint(0, 3, (10,), generator=g)]
+    meta = [torch.randn(5, 3, 6, 6, dtype=torch.double, generator=g), torch.randint(0, 3, (5,), generator=g)]
+    return model, batch, meta
+
+
+def brute_force_l2rw_weights(model, batch, meta):
+    """Per-sample gradients one backward at a time (BatchNorm couples the batch), dotted with the
+    meta gradient at w: dL_meta/dε_i = -lr <g, dl_i/dw>."""
+    probe = copy.deepcopy(model)
+    params = list(probe.parameters())
+    losses = F.cross_entropy(probe(batch[0]), batch[1], reduction="none")
+    per_sample = torch.stack(
+        [
+            torch.cat([g.flatten() for g in torch.autograd.grad(losses[i], params, retain_graph=True)])
+            for i in range(len(losses))
+        ]
+    )
+    g = torch.cat([t.flatten() for t in torch.autograd.grad(F.cross_entropy(probe(meta[0]), meta[1]), params)])
+    grad_eps = -LR * per_sample @ g
+    w = grad_eps.neg().clamp(min=0)
+    return w / w.sum()
+
+
+@pytest.mark.parametrize("meta_grad", ["jvp", "double_backward"])
+def test_l2rw_weights_equal_brute_force(meta_grad):
+    model, batch, meta = tiny_setting()
+    expected = brute_force_l2rw_weights(model, batch, meta)
+    assert (expected > 0).any() and (expected == 0).any()  # clipping takes part
+    stepped = copy.deepcopy(model)
+    opt = torch.optim.SGD(stepped.parameters(), lr=LR)
+    out = l2rw_step(stepped, opt, *batch, *meta, LR, meta_grad=meta_grad)
+    torch.testing.assert_close(out["weights"], expected, rtol=1e-10, atol=1e-14)
+    reference = copy.deepcopy(model)
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=LR)
+    (F.cross_entropy(reference(batch[0]), batch[1], reduction="none") * expected).sum().backward()
+    ref_opt.step()
+    for key, value in stepped.state_dict().items():
+        torch.testing.assert_close(value, reference.state_dict()[key], rtol=0, atol=1e-12, msg=key)
+
+
+def test_l2rw_all_zero_weights_stay_zero():
+    assert torch.equal(l2rw_weights_from_grad(torch.tensor([0.5, 0.0, 2.0])), torch.zeros(3))
+    torch.testing.assert_close(l2rw_weights_from_grad(torch.tensor([-1.0, 1.0, -3.0])), torch.tensor([0.25, 0.0, 0.75]))
+
+
+def test_erm_step_is_plain_training():
+    model, batch, _ = tiny_setting()
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    opt_a, opt_b = torch.optim.SGD(a.parameters(), lr=LR), torch.optim.SGD(b.parameters(), lr=LR)
+    erm_step(a, opt_a, *batch)
+    F.cross_entropy(b(batch[0]), batch[1]).backward()
+    opt_b.step()
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[key], rtol=0, atol=1e-14)
+
+
+def test_bad_meta_grad():
+    model, vnet, batch, meta = setting("resnet")
+    opt, vopt = optimisers(model, vnet)
+    with pytest.raises(ValueError, match="meta_grad"):
+        mwnet_step(model, vnet, opt, vopt, *batch, *meta, LR, meta_grad="exact")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_host_synchronisation_on_cuda():
+    model, vnet = ResNet32(10).cuda(), VNet(1, 100, 1).cuda()
+    opt, vopt = optimisers(model, vnet)
+    x, y = torch.randn(16, 3, 32, 32, device="cuda"), torch.randint(0, 10, (16,), device="cuda")
+    mwnet_step(model, vnet, opt, vopt, x, y, x[:8], y[:8], LR)  # warm-up: lazy initialisation may sync
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for meta_grad in ("jvp", "double_backward"):
+            mwnet_step(model, vnet, opt, vopt, x, y, x[:8], y[:8], LR, meta_grad=meta_grad)
+        l2rw_step(model, opt, x, y, x[:8], y[:8], LR)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
