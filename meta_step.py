@@ -17,6 +17,7 @@ Nothing here reads a value back to the host.
 """
 
 import contextlib
+import warnings
 
 import torch
 import torch.nn as nn
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, jvp
 
 META_GRADS = ("jvp", "double_backward")
+# torch's forward-mode AD scripts its own decompositions on first use and warns about that itself.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 
 @contextlib.contextmanager
