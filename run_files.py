@@ -10,6 +10,7 @@ checkpoint.pt  everything needed to continue (--resume)
 
 import json
 import os
+import pickle
 import platform
 import subprocess
 import sys
@@ -119,9 +120,19 @@ def save_checkpoint(run_dir, state):
 def load_checkpoint(path, config):
     """The checkpoint's state, after checking that it was made by this configuration."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # plain data only: loading runs no code
         saved = state["config"]
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError, ImportError) as e:
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        ImportError,
+        pickle.UnpicklingError,
+    ) as e:
         raise UserError(
             f"{path} is not a readable checkpoint of this project ({type(e).__name__}); start a new run instead"
         ) from None
