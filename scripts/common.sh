@@ -1,0 +1,40 @@
+# Shared by the table scripts: collect one command per run, then hand the list to the runner.
+# Environment (all optional):
+#   RUNS=runs        root of the run directories: $RUNS/<table>/<dataset>/<setting>/<row>/seed<k>
+#   DATA=./data      --data_path of every run
+#   SEEDS="1 2 3 4 5"
+#   DATASETS="cifar10 cifar100"
+#   GPUS=0,1,...     GPU ids to run on, one run per GPU at a time (default: every visible GPU, else cpu)
+#   SLURM=FILE       write a SLURM job-array script to FILE instead of running
+#   PRINT=1          only print the commands
+#   DRY_RUN=1        every cell a --dry_run
+#   EXTRA="..."      flags added to every command
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUNS="${RUNS:-runs}"
+DATA="${DATA:-./data}"
+SEEDS="${SEEDS:-1 2 3 4 5}"
+DATASETS="${DATASETS:-cifar10 cifar100}"
+PYTHON="${PYTHON:-python3}"
+COMMANDS="$(mktemp)"
+trap 'rm -f "$COMMANDS"' EXIT
+
+# emit SCRIPT RUN_DIR FLAGS...: one run of SCRIPT writing into RUN_DIR.
+emit() {
+  local script="$1" out="$2"
+  shift 2
+  local cmd
+  cmd="$PYTHON $ROOT/$script --data_path $DATA --out $RUNS/$out $* ${EXTRA:-}"
+  if [ -n "${DRY_RUN:-}" ]; then cmd="$cmd --dry_run"; fi
+  echo "$cmd" >>"$COMMANDS"
+}
+
+run_all() {
+  if [ -n "${PRINT:-}" ]; then
+    cat "$COMMANDS"
+  elif [ -n "${SLURM:-}" ]; then
+    "$PYTHON" "$ROOT/scripts/runner.py" "$COMMANDS" --slurm "$SLURM"
+  else
+    "$PYTHON" "$ROOT/scripts/runner.py" "$COMMANDS" ${GPUS:+--gpus "$GPUS"}
+  fi
+}
