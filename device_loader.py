@@ -21,8 +21,12 @@ REFLECT = list(range(PAD, 0, -1)) + list(range(SIZE)) + list(range(SIZE - 2, SIZ
 
 
 class DeviceLoader:
-    def __init__(self, images, labels, batch_size, device, mean, std, augment=True, sampling="epoch", seed=0):
-        """images: N x 32 x 32 x 3 uint8 (NumPy or tensor); labels: N integers."""
+    def __init__(
+        self, images, labels, batch_size, device, mean, std, augment=True, sampling="epoch", seed=0, channels_last=False
+    ):
+        """images: N x 32 x 32 x 3 uint8 (NumPy or tensor); labels: N integers.
+
+        channels_last: batches in that memory format (same values), the fast layout for cuDNN."""
         if sampling not in ("epoch", "random"):
             raise ValueError(f"sampling must be 'epoch' or 'random', got {sampling!r}")
         self.device = torch.device(device)
@@ -39,6 +43,7 @@ class DeviceLoader:
         self.generator.manual_seed(seed)
         self._arange = torch.arange(SIZE, device=self.device)
         self._perm, self._pos = None, 0
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self):
         """Batches in one pass over the data (an epoch of the original's DataLoader)."""
@@ -74,7 +79,7 @@ class DeviceLoader:
         return self._normalise(crops)
 
     def _normalise(self, x):
-        return x.float().div_(255).sub_(self.mean).div_(self.std)
+        return x.float().div_(255).sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
 
     def in_order(self, batch_size=None):
         """Every image once, in order, unaugmented unless the loader augments: for evaluation."""

@@ -20,9 +20,10 @@ import contextlib
 import warnings
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call, jvp
+from torch.func import functional_call
 
 META_GRADS = ("jvp", "double_backward")
 # torch's forward-mode AD scripts its own decompositions on first use and warns about that itself.
@@ -73,11 +74,14 @@ def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets):
 
 
 def _jvp_losses(model, params, inputs, targets, direction):
-    """u = J direction: forward-mode derivative of the per-sample losses at `params`."""
-    primals = {k: p.detach() for k, p in params.items()}
-    with batch_stats_only(model), torch.no_grad():
-        _, u = jvp(lambda p: _losses(model, p, inputs, targets), (primals,), (direction,))
-    return u
+    """u = J direction: forward-mode derivative of the per-sample losses at `params`.
+
+    Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: the same forward-mode AD,
+    and an autocast region around the call applies to it as to any forward.
+    """
+    with batch_stats_only(model), torch.no_grad(), fwAD.dual_level():
+        duals = {k: fwAD.make_dual(p.detach(), direction[k]) for k, p in params.items()}
+        return fwAD.unpack_dual(_losses(model, duals, inputs, targets)).tangent
 
 
 def _real_step(optimizer, loss):

@@ -195,6 +195,12 @@ def build_parser(script):
         choices=("jvp", "double_backward"),
         help="meta-gradient by forward-mode JVP or by the original's double backward",
     )
+    n.add_argument(
+        "--amp",
+        default="off",
+        choices=("off", "bf16"),
+        help="bf16 autocast for the three steps and evaluation (off: float32, the original's numerics)",
+    )
     n.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower on CUDA)")
     n.add_argument(
         "--dry_run", action="store_true", help="smoke run: 2 epochs of 2 iterations (or 4 iterations), 200 test images"

@@ -114,7 +114,7 @@ def build_data(args, device, seeds):
     if args.dry_run:
         test_images, test_labels = test_images[:DRY_RUN_TEST_IMAGES], test_labels[:DRY_RUN_TEST_IMAGES]
     mean, std = MEAN_STD[args.dataset]
-    common = dict(device=device, mean=mean, std=std)
+    common = dict(device=device, mean=mean, std=std, channels_last=device.type == "cuda")
     train = DeviceLoader(
         images[train_idx], noisy, args.batch_size, augment=args.augment, sampling=args.sampling, seed=seeds[1], **common
     )
@@ -141,23 +141,19 @@ def build_model(args, num_classes, device, seed):
         model = ResNet32(num_classes)
     else:
         model = WideResNet(args.layers, num_classes, widen_factor=args.widen_factor, dropRate=args.droprate)
-    model = model.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay
-    )
+    cuda = device.type == "cuda"
+    # Fast path on CUDA, the same numbers up to rounding: channels_last convolutions, fused optimiser steps.
+    model = model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    fused = {"fused": True} if cuda else {}
+    sgd = dict(momentum=args.momentum, nesterov=args.nesterov, **fused)
+    optimizer = torch.optim.SGD(model.parameters(), args.lr, weight_decay=args.weight_decay, **sgd)
     vnet = vnet_optimizer = None
     if args.method == "mwnet":
         vnet = VNet(1, 100, 1).to(device)
         if args.vnet_optimizer == "adam":
-            vnet_optimizer = torch.optim.Adam(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd)
+            vnet_optimizer = torch.optim.Adam(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **fused)
         else:
-            vnet_optimizer = torch.optim.SGD(
-                vnet.parameters(),
-                args.vnet_lr,
-                momentum=args.momentum,
-                nesterov=args.nesterov,
-                weight_decay=args.vnet_wd,
-            )
+            vnet_optimizer = torch.optim.SGD(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **sgd)
     return model, vnet, optimizer, vnet_optimizer
 
 
@@ -272,6 +268,11 @@ def restore(state, model, vnet, optimizer, vnet_optimizer, data):
         torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
+def autocast(args, device):
+    """bf16 autocast for the steps and the evaluation under --amp bf16; a no-op otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -292,7 +293,8 @@ def train(args, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, s
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y, idx = data.train.next_batch()
-        out = one_step(args, model, vnet, optimizer, vnet_optimizer, data, x, y, lr)
+        with autocast(args, device):
+            out = one_step(args, model, vnet, optimizer, vnet_optimizer, data, x, y, lr)
         tally.add(out, data.is_noisy[idx])
         last_loss[idx], last_weight[idx] = out["losses"].float(), out["weights"].float()
         bar.update(1)
@@ -301,7 +303,8 @@ def train(args, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, s
         sync(device)
         now = time.perf_counter()
         st["train_seconds"] += now - mark
-        test_loss, test_acc = evaluate(model, data.test)
+        with autocast(args, device):
+            test_loss, test_acc = evaluate(model, data.test)
         st["best_acc"] = max(st["best_acc"], test_acc)
         st["step"], st["last_acc"] = step + 1, test_acc
         st["elapsed"] += time.perf_counter() - mark
