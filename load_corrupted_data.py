@@ -183,8 +183,6 @@ def _unpickle(path, name):
     try:
         with open(path, "rb") as f:
             return pickle.load(f, encoding="latin1")
-    except FileNotFoundError:
-        raise
     except (
         OSError,
         pickle.UnpicklingError,
@@ -260,7 +258,7 @@ def _read_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _fashion_arrays(root, train, download):
+def _fashion_arrays(root, train):
     """Fashion-MNIST from its idx files, zero-padded to 32 x 32 with three equal channels."""
     prefix = "train" if train else "t10k"
     paths = []
@@ -283,7 +281,7 @@ def _fashion_arrays(root, train, download):
 def load_arrays(dataset, root, train, download=False):
     """Images (N x 32 x 32 x 3 uint8), labels and coarse labels (or None) of a dataset on disk."""
     if dataset == "fashionmnist":
-        return _fashion_arrays(root, train, download)
+        return _fashion_arrays(root, train)
     return _cifar_arrays(root, dataset, train, download)
 
 

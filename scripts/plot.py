@@ -38,6 +38,13 @@ def label(config):
     return f"{config['method']}, {config['dataset']}, {setting}, seed {config['seed']}"
 
 
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def plot_weighting_functions(runs, path):
     runs = [r for r in runs if r["metrics"] and r["metrics"][-1].get("vnet_curve")]
     if not runs:
@@ -49,10 +56,7 @@ def plot_weighting_functions(runs, path):
     ax.set_ylabel("weight V(loss)")
     ax.set_title("Learned weighting function")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(fig, path)
 
 
 def plot_weight_histograms(runs, path):
@@ -69,10 +73,7 @@ def plot_weight_histograms(runs, path):
         ax.set_xlabel("weight")
         ax.set_title(r["label"], fontsize=8)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(fig, path)
 
 
 def plot_test_accuracy(runs, path):
@@ -82,10 +83,7 @@ def plot_test_accuracy(runs, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(fig, path)
 
 
 def main(argv=None):
