@@ -242,6 +242,7 @@ def one_step(args, model, vnet, optimizer, vnet_optimizer, data, x, y, lr):
 def checkpoint_state(config, st, model, vnet, optimizer, vnet_optimizer, data):
     return {
         "config": config,
+        "device_type": data.test.device.type,
         **st,
         "model": model.state_dict(),
         "vnet": None if vnet is None else vnet.state_dict(),
@@ -352,6 +353,11 @@ def run(args):
         "last_weight": torch.full((n,), math.nan),
     }
     if state is not None:
+        if state["device_type"] != device.type:
+            # The batch generators' states belong to their device; so does bit-for-bit continuation.
+            raise UserError(
+                f"{checkpoint} was made on {state['device_type']}; resume it with --device {state['device_type']}"
+            )
         restore(state, model, vnet, optimizer, vnet_optimizer, data)
         st = {k: state[k] for k in st}
         truncate_metrics(run_dir, st["step"])

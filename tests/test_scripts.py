@@ -321,3 +321,10 @@ def test_existing_run_other_checkpoint_and_corrupt_checkpoint(mw_run, tmp_path):
     bad.write_bytes(b"garbage")
     assert_one_line_error(run_cli(MW, "--resume", str(bad)), "not a readable checkpoint")
     assert_one_line_error(run_cli(MW, "--resume", str(tmp_path / "none")), "no checkpoint")
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["device_type"] = "cuda"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    torch.save(state, moved / "checkpoint.pt")
+    proc = run_cli(MW, "--dry_run", "--resume", str(moved), "--data_path", root, *FAST, "--device", "cpu")
+    assert_one_line_error(proc, "was made on cuda", "--device cuda")
