@@ -103,10 +103,14 @@ def resolve_run_dir(args):
         path = args.resume
         checkpoint = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
         if not os.path.isfile(checkpoint):
-            raise UserError(f"--resume {path}: no checkpoint there ({checkpoint} does not exist)")
+            raise UserError(
+                f"--resume {path}: no checkpoint there ({checkpoint} does not exist; a run stopped before its first evaluation starts again without --resume)"
+            )
         return args.out or os.path.dirname(os.path.abspath(checkpoint)), checkpoint
     run_dir = args.out or os.path.join("runs", args.name)
-    if os.path.exists(os.path.join(run_dir, "config.json")) or os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+    # A directory holds a run once it has a checkpoint or results; one stopped before its first
+    # evaluation has only its config and split, which a new start rewrites.
+    if any(os.path.exists(os.path.join(run_dir, f)) for f in (CHECKPOINT, "metrics.jsonl", "results.json")):
         raise UserError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out or --name"
         )

@@ -321,6 +321,13 @@ def test_existing_run_other_checkpoint_and_corrupt_checkpoint(mw_run, tmp_path):
     bad.write_bytes(b"garbage")
     assert_one_line_error(run_cli(MW, "--resume", str(bad)), "not a readable checkpoint")
     assert_one_line_error(run_cli(MW, "--resume", str(tmp_path / "none")), "no checkpoint")
+    early = tmp_path / "early"  # stopped before its first evaluation: only config and split
+    early.mkdir()
+    (early / "config.json").write_text("{}")
+    (early / "split.npz").write_bytes(b"")
+    assert_one_line_error(run_cli(MW, "--resume", str(early)), "starts again without --resume")
+    proc = run_cli(MW, "--dry_run", "--out", str(early), "--data_path", root, *FAST)
+    assert proc.returncode == 0 and (early / "results.json").exists()
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     state["device_type"] = "cuda"
     moved = tmp_path / "moved"
