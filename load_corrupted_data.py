@@ -371,17 +371,25 @@ class FashionMNIST(_NoisyDataset):
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashionmnist": 10}
 
 
-def save_npz_atomic(path, **arrays):
-    """Write an .npz so that a reader sees either the old file or the whole new one."""
+def write_atomic(path, write):
+    """Call write(tmp_path), then move it over `path`: readers see the old file or the whole new one."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     os.close(fd)
     try:
-        np.savez(tmp, **arrays)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_npz_atomic(path, **arrays):
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez(f, **arrays)
+
+    write_atomic(path, write)
 
 
 # ---------------------------------------------------------------- command line

@@ -14,28 +14,14 @@ import pickle
 import platform
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import torch
 
-from load_corrupted_data import UserError, save_npz_atomic
+from load_corrupted_data import UserError, save_npz_atomic, write_atomic
 from options import RESUME_FREE
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def write_atomic(path, write):
-    """Call write(tmp_path), then move it over `path`: readers see the old file or the new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_json(path, obj):
