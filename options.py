@@ -62,9 +62,19 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def epochs_type(text):
+    """A number of epochs: an integer, or a fraction for a schedule shorter than the original's."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs, got {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
 def build_parser(script):
     preset = PRESETS[script]
     unit = "epochs" if preset["unit"] == "epoch" else "iterations"
+    count = epochs_type if unit == "epochs" else int  # epochs may be fractional, iterations may not
     p = OneLineParser(
         prog=script,
         description=f"Meta-Weight-Net training ({'ResNet-32' if preset['arch'] == 'resnet32' else 'WideResNet'}, {unit}).",
@@ -77,7 +87,7 @@ def build_parser(script):
     o.add_argument("--num_meta", type=int, default=1000, help="clean meta images taken out of the training set")
     o.add_argument(
         "--epochs",
-        type=int,
+        type=epochs_type,
         default=preset["epochs"],
         help="epochs to run" + ("" if unit == "epochs" else " (kept for compatibility; this script counts --iters)"),
     )
@@ -165,7 +175,7 @@ def build_parser(script):
     n.add_argument(
         "--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA if available, else CPU"
     )
-    n.add_argument("--milestones", type=int, nargs="*", default=preset["milestones"], help=f"lr x0.1 at these {unit}")
+    n.add_argument("--milestones", type=count, nargs="*", default=preset["milestones"], help=f"lr x0.1 at these {unit}")
     n.add_argument(
         "--vnet_optimizer",
         default=preset["vnet_optimizer"],
@@ -187,7 +197,10 @@ def build_parser(script):
         help="long-tailed training set: largest class / smallest class (e.g. 100; use --num_meta 10K)",
     )
     n.add_argument(
-        "--eval_every", type=int, default=preset["eval_every"], help=f"evaluate on the test set every this many {unit}"
+        "--eval_every",
+        type=count,
+        default=preset["eval_every"],
+        help=f"evaluate on the test set every this many {unit}",
     )
     n.add_argument(
         "--meta_grad",

@@ -37,7 +37,7 @@ from run_files import (
 from wideresnet import WideResNet
 
 LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
-EVAL_BATCH = 1000
+EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU, batches of 1000 evaluate 2x slower than of 100 (cache)
 DRY_RUN_TEST_IMAGES = 200
 
 
@@ -71,9 +71,11 @@ class Plan:
     images_per_step: float
 
     def lr_at(self, step):
-        """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations."""
-        count = step // self.steps_per_epoch if self.unit == "epoch" else step
-        return self.lr * 0.1 ** sum(count >= m for m in self.milestones)
+        """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations.
+        A milestone of m epochs is reached at iteration round(m * steps_per_epoch): for an integer m
+        that is the original's epoch >= m; a fractional m (a shortened schedule) lands on the nearest one."""
+        per = self.steps_per_epoch if self.unit == "epoch" else 1
+        return self.lr * 0.1 ** sum(step >= round(m * per) for m in self.milestones)
 
     def is_eval(self, step):
         done = step + 1
@@ -86,8 +88,10 @@ class Plan:
 def make_plan(args, batches_per_epoch, n_train):
     spe = 2 if args.dry_run else batches_per_epoch
     if args.unit == "epoch":
-        total = (2 if args.dry_run else args.epochs) * spe
-        period = args.eval_every * spe
+        total = round((2 if args.dry_run else args.epochs) * spe)
+        period = max(1, round(args.eval_every * spe))
+        if total < 1:
+            raise UserError(f"--epochs {args.epochs} is less than one iteration of {spe} per epoch; pass more epochs")
     else:
         total = 4 if args.dry_run else args.iters
         period = 2 if args.dry_run else args.eval_every
@@ -114,7 +118,7 @@ def build_data(args, device, seeds):
     if args.dry_run:
         test_images, test_labels = test_images[:DRY_RUN_TEST_IMAGES], test_labels[:DRY_RUN_TEST_IMAGES]
     mean, std = MEAN_STD[args.dataset]
-    common = dict(device=device, mean=mean, std=std, channels_last=device.type == "cuda")
+    common = dict(device=device, mean=mean, std=std, channels_last=True)
     train = DeviceLoader(
         images[train_idx], noisy, args.batch_size, augment=args.augment, sampling=args.sampling, seed=seeds[1], **common
     )
@@ -129,7 +133,7 @@ def build_data(args, device, seeds):
             seed=seeds[2],
             **common,
         )
-    test = DeviceLoader(test_images, test_labels, EVAL_BATCH, augment=False, **common)
+    test = DeviceLoader(test_images, test_labels, EVAL_BATCH.get(device.type, 100), augment=False, **common)
     is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
     return Data(train, meta, test, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k)
 
@@ -142,8 +146,9 @@ def build_model(args, num_classes, device, seed):
     else:
         model = WideResNet(args.layers, num_classes, widen_factor=args.widen_factor, dropRate=args.droprate)
     cuda = device.type == "cuda"
-    # Fast path on CUDA, the same numbers up to rounding: channels_last convolutions, fused optimiser steps.
-    model = model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    # The fast path, the same numbers up to rounding: channels_last convolutions (cuDNN and oneDNN on the
+    # CPU both run them faster), fused optimiser steps on CUDA.
+    model = model.to(device, memory_format=torch.channels_last)
     fused = {"fused": True} if cuda else {}
     sgd = dict(momentum=args.momentum, nesterov=args.nesterov, **fused)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, weight_decay=args.weight_decay, **sgd)

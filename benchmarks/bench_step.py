@@ -101,7 +101,7 @@ def make_step(method, arch, batch, device, n_images):
     images = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, n_images)
     cuda = device.type == "cuda"
-    model = ARCHS[arch]().to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    model = ARCHS[arch]().to(device, memory_format=torch.channels_last)  # as training.py; orig undoes it
     vnet = VNet().to(device)
     fused = {"fused": True} if cuda and method != "orig" else {}
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=5e-4, **fused)
@@ -118,7 +118,7 @@ def make_step(method, arch, batch, device, n_images):
         return lambda: original_way(
             ARCHS[arch], model, vnet, optimizer, vnet_optimizer, batches, meta_batches, 0.1, device
         )
-    common = dict(device=device, mean=MEAN, std=STD, sampling="epoch", channels_last=cuda)
+    common = dict(device=device, mean=MEAN, std=STD, sampling="epoch", channels_last=True)
     train = DeviceLoader(images, labels, batch, seed=1, **common)
     meta_loader = DeviceLoader(images[:1000], labels[:1000], batch, seed=2, **common)
 
