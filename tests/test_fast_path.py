@@ -4,6 +4,7 @@ import copy
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import run_cli
 
@@ -92,3 +93,26 @@ def test_benchmark_smoke_run(tmp_path):
     rows = json.load(open(out))["rows"]
     assert [r["method"] for r in rows] == ["plain", "jvp", "double", "orig"] and all(r["ms"] > 0 for r in rows)
     assert "b/a =" in proc.stdout and "d/b =" in proc.stdout
+
+
+def test_cpu_fast_evaluation_equals_plain_evaluation():
+    # channels_last and batches of 100 (the CPU's fast path) change neither the test loss nor the accuracy.
+    from training import EVAL_BATCH, evaluate
+
+    torch.manual_seed(0)
+    model = ResNet32(10)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 300)
+    mean, std = MEAN_STD["cifar10"]
+    plain = evaluate(model, DeviceLoader(images, labels, 300, "cpu", mean, std, augment=False))
+    model = model.to(memory_format=torch.channels_last)
+    fast = DeviceLoader(images, labels, EVAL_BATCH["cpu"], "cpu", mean, std, augment=False, channels_last=True)
+    loss, acc = evaluate(model, fast)
+    assert EVAL_BATCH["cpu"] == 100 and loss == pytest.approx(plain[0], rel=1e-5) and acc == plain[1]
+
+
+def test_eval_benchmark_smoke_run():
+    proc = run_cli("benchmarks/bench_eval.py", "--smoke", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == [100, 200] and all(float(r[1]) > 0 for r in rows) and "(used)" in proc.stdout

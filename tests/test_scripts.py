@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_one_line_error, run_cli, write_fashion
 
-from load_corrupted_data import FASHION_MNIST_DIR, make_noisy_split
+from load_corrupted_data import FASHION_MNIST_DIR, UserError, make_noisy_split
 from options import build_parser, parse_args
 from training import build_model, make_plan
 
@@ -273,6 +273,27 @@ def test_presets_reproduce_the_original_scripts():
     assert vopt.defaults["momentum"] == 0.9 and vopt.defaults["lr"] == 1e-3 and opt.defaults["nesterov"] is True
 
 
+def test_fractional_epochs_shorten_the_schedule():
+    # Integer epochs keep the original's rule (lr x0.1 once epoch >= m) at every iteration.
+    plan = make_plan(parse_args(MW, ["--milestones", "2", "3", "--epochs", "4"]), batches_per_epoch=7, n_train=700)
+    assert [plan.lr_at(s) for s in range(28)] == pytest.approx(
+        [0.1 * 0.1 ** ((s // 7 >= 2) + (s // 7 >= 3)) for s in range(28)]
+    )
+    args = parse_args(MW, ["--epochs", "0.25", "--milestones", "0.1667", "0.2083", "--eval_every", "0.1"])
+    assert (args.epochs, args.milestones, args.eval_every) == (0.25, [0.1667, 0.2083], 0.1)
+    assert parse_args(MW, ["--epochs", "3.0"]).epochs == 3 and isinstance(
+        parse_args(MW, ["--epochs", "3.0"]).epochs, int
+    )
+    plan = make_plan(args, batches_per_epoch=590, n_train=59000)
+    assert (plan.total, plan.eval_period) == (148, 59)  # round(0.25 * 590), round(0.1 * 590)
+    assert [plan.lr_at(s) for s in (97, 98, 122, 123, 147)] == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+    assert [s for s in range(148) if plan.is_eval(s)] == [58, 117, 147]
+    with pytest.raises(SystemExit):  # the iteration-based script counts whole iterations
+        parse_args(WRN, ["--milestones", "0.5"])
+    with pytest.raises(UserError, match="less than one iteration"):
+        make_plan(parse_args(MW, ["--epochs", "0.0001"]), batches_per_epoch=590, n_train=59000)
+
+
 def test_nesterov_flag_parses_booleans():
     assert parse_args(WRN, ["--nesterov", "False"]).nesterov is False  # type=bool made this True
     assert parse_args(MW, ["--nesterov", "true"]).nesterov is True
@@ -289,6 +310,8 @@ def test_nesterov_flag_parses_booleans():
         (["--num_meta", "105"], ["multiple"]),
         (["--nesterov", "maybe"], ["true or false"]),
         (["--milestones", "100", "80"], ["ascending"]),
+        (["--epochs", "ten"], ["number of epochs"]),
+        (["--epochs", "-0.5"], ["--epochs must be positive"]),
     ],
 )
 def test_bad_flags_are_one_line(cifar10_dir, tmp_path, args, fragments):

@@ -1,0 +1,63 @@
+"""Time one test-set evaluation (training.evaluate) of ResNet-32 at several batch sizes.
+
+    python benchmarks/bench_eval.py                 # 10,000 synthetic test images, batches 100, 200, 1000
+    python benchmarks/bench_eval.py --smoke         # 400 images, for CI
+
+Prints seconds per evaluation and the ratio to the batch the scripts use on this device
+(training.EVAL_BATCH), all from one run.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from device_loader import DeviceLoader  # noqa: E402
+from resnet import ResNet32  # noqa: E402
+from training import EVAL_BATCH, evaluate, pick_device  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    p.add_argument("--images", type=int, default=10000)
+    p.add_argument("--batches", default="100,200,1000", help="comma-separated batch sizes")
+    p.add_argument("--repeats", type=int, default=2, help="timed evaluations per batch size (the best is kept)")
+    p.add_argument("--smoke", action="store_true", help="400 images, batches 100 and 200, one repeat")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.images, args.batches, args.repeats = 400, "100,200", 1
+    device = pick_device(args.device)
+    used = EVAL_BATCH.get(device.type, 100)
+    batches = sorted({int(b) for b in args.batches.split(",")} | {used})
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, args.images)
+    torch.manual_seed(0)
+    model = ResNet32(10).to(device, memory_format=torch.channels_last)
+    seconds = {}
+    for batch in batches:
+        test = DeviceLoader(images, labels, batch, device, (0.5,) * 3, (0.25,) * 3, augment=False, channels_last=True)
+        evaluate(model, test)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            evaluate(model, test)  # reads its results back, so the time is complete
+            times.append(time.perf_counter() - start)
+        seconds[batch] = min(times)
+    print(f"device {device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images")
+    print(f"{'batch':>6} {'seconds':>9} {'ratio':>7}")
+    for batch in batches:
+        mark = "  (used)" if batch == used else ""
+        print(f"{batch:>6} {seconds[batch]:>9.2f} {seconds[batch] / seconds[used]:>7.2f}{mark}")
+
+
+if __name__ == "__main__":
+    main()
