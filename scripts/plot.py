@@ -27,15 +27,18 @@ def load_run(run_dir):
         metrics = [json.loads(line) for line in f if line.strip()]
     weights_path = os.path.join(run_dir, "weights.npz")
     weights = dict(np.load(weights_path)) if os.path.exists(weights_path) else None
-    return {"dir": run_dir, "config": config, "metrics": metrics, "weights": weights, "label": label(config)}
+    return {"dir": run_dir, "config": config, "metrics": metrics, "weights": weights, "label": label(config, run_dir)}
 
 
-def label(config):
+def label(config, run_dir=""):
     if config.get("imb_factor"):
         setting = f"imbalance {config['imb_factor']:g}"
     else:
         setting = f"{config['corruption_type']} {100 * config['corruption_prob']:g}%"
-    return f"{config['method']}, {config['dataset']}, {setting}, seed {config['seed']}"
+    # A table's row folder names a variant of the method (erm_long: plain training, BaseModel schedule).
+    row = os.path.basename(os.path.dirname(os.path.normpath(run_dir))) if run_dir else ""
+    method = row if row.startswith(config["method"] + "_") else config["method"]
+    return f"{method}, {config['dataset']}, {setting}, seed {config['seed']}"
 
 
 def save(fig, path):
@@ -79,7 +82,7 @@ def plot_weight_histograms(runs, path):
 def plot_test_accuracy(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in runs:
-        ax.plot([m["epoch"] for m in r["metrics"]], [m["test_acc"] for m in r["metrics"]], label=r["label"])
+        ax.plot([m["epoch"] for m in r["metrics"]], [m["test_acc"] for m in r["metrics"]], marker="o", label=r["label"])
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7)

@@ -77,6 +77,13 @@ def test_plot_writes_the_figures(tmp_path):
     assert plot.main([str(tmp_path / "nothing")]) == 2
 
 
+def test_plot_labels_name_the_table_row(tmp_path):
+    plot_run(tmp_path / "erm_long" / "seed1", "erm")
+    plot_run(tmp_path / "erm" / "seed1", "erm")
+    assert plot.load_run(str(tmp_path / "erm_long" / "seed1"))["label"].startswith("erm_long, fashionmnist, unif 40%")
+    assert plot.load_run(str(tmp_path / "erm" / "seed1") + "/")["label"].startswith("erm, fashionmnist")
+
+
 def test_runner_skips_resumes_and_writes_slurm(tmp_path):
     done, partial, fresh = tmp_path / "done", tmp_path / "partial", tmp_path / "fresh"
     fake_run(done, 1.0, 1.0)
