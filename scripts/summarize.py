@@ -7,6 +7,7 @@ the number of seeds, and the paper's figure with our best minus it. A cell witho
 
     python scripts/summarize.py --runs runs                       # Markdown, every table found
     python scripts/summarize.py --runs runs --csv results.csv     # also a CSV, one row per cell
+    python scripts/summarize.py --runs runs --weights             # also the clean / noisy sample weights
 """
 
 import argparse
@@ -187,6 +188,54 @@ def markdown(runs, table, dataset):
     return "\n".join(lines) + "\n"
 
 
+WEIGHT_ROWS = [("mwnet", "MW-Net"), ("l2rw", "L2RW")]
+
+
+def last_metrics(runs, table, dataset, level, row):
+    """The last metrics line and the config of each finished seed of one cell."""
+    spec = TABLES[table]
+    out = []
+    for setting_dir in sorted(glob.glob(os.path.join(runs, table, dataset, "*"))):
+        if not spec["setting"](level, os.path.basename(setting_dir)):
+            continue
+        for path in sorted(glob.glob(os.path.join(setting_dir, row, "seed*", "results.json"))):
+            run = os.path.dirname(path)
+            with open(os.path.join(run, "metrics.jsonl")) as f:
+                lines = [json.loads(line) for line in f if line.strip()]
+            with open(os.path.join(run, "config.json")) as f:
+                out.append((lines[-1], json.load(f)))
+    return out
+
+
+def weight_cell(found):
+    """Mean over seeds of the clean and noisy samples' mean weight (last evaluation period) and, for a
+    meta-weight-net, of its weight at the smallest and the largest loss of the recorded grid."""
+    if not found:
+        return "missing"
+    pairs = [(m.get("weight_clean"), m.get("weight_noisy")) for m, _ in found]
+    pairs = [(c, n) for c, n in pairs if c is not None and n is not None]
+    text = ""
+    if pairs:
+        text = f"clean {mean_std([c for c, _ in pairs])[0]:.3f} / noisy {mean_std([n for _, n in pairs])[0]:.3f}"
+    curves = [(m["vnet_curve"], c["vnet_loss_grid"]) for m, c in found if m.get("vnet_curve")]
+    if curves:
+        lo, hi = curves[0][1][0], curves[0][1][-1]
+        v_lo, v_hi = mean_std([v[0] for v, _ in curves])[0], mean_std([v[-1] for v, _ in curves])[0]
+        text += f"; V({lo:g}) {v_lo:.3f}, V({hi:g}) {v_hi:.3f}"
+    return f"{text or 'no weights'} (n={len(found)})"
+
+
+def weights_markdown(runs, table, dataset):
+    spec = TABLES[table]
+    header = "| | " + " | ".join(spec["levels"]) + " |"
+    lines = [f"Sample weights, {dataset}: mean weight of clean / noisy training samples", "", header]
+    lines.append("|---" * (len(spec["levels"]) + 1) + "|")
+    for row, label in WEIGHT_ROWS:
+        cells_ = [weight_cell(last_metrics(runs, table, dataset, level, row)) for level in spec["levels"]]
+        lines.append(f"| {label} | " + " | ".join(cells_) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def found_tables(runs):
     """(table, dataset) pairs that have a folder under runs, in the paper's order."""
     return [
@@ -204,6 +253,11 @@ def main(argv=None):
         "--table", choices=sorted(TABLES), action="append", help="only these tables (default: every table found)"
     )
     p.add_argument("--csv", default=None, help="also write every cell to this CSV file")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="also the mean weight of clean and of noisy samples at the last evaluation, and V at the grid's ends",
+    )
     args = p.parse_args(argv)
     pairs = [(t, d) for t, d in found_tables(args.runs) if not args.table or t in args.table]
     if not pairs:
@@ -213,6 +267,8 @@ def main(argv=None):
         return 2
     for table, dataset in pairs:
         print(markdown(args.runs, table, dataset))
+        if args.weights:
+            print(weights_markdown(args.runs, table, dataset))
     if args.csv:
         all_cells = [c for t, d in pairs for c in cells(args.runs, t, d)]
         with open(args.csv, "w", newline="") as f:

@@ -39,6 +39,21 @@ def test_summarize_means_paper_and_missing_cells(tmp_path, capsys):
     assert float(hit["best_mean"]) == 90.5 and float(hit["paper"]) == 90.33
 
 
+def test_summarize_weights(tmp_path, capsys):
+    cell = tmp_path / "fashionmnist_resnet32" / "fashionmnist" / "unif_p0.6"
+    for seed, (clean, noisy, v0) in enumerate([(0.9, 0.1, 1.0), (0.8, 0.3, 0.8)], 1):
+        run = cell / "mwnet" / f"seed{seed}"
+        fake_run(run, 80.0, 79.0)
+        json.dump({"vnet_loss_grid": [0.0, 2.5, 5.0]}, open(run / "config.json", "w"))
+        with open(run / "metrics.jsonl", "w") as f:  # only the last line counts
+            f.write(json.dumps({"weight_clean": 0.5, "weight_noisy": 0.5, "vnet_curve": [0.5] * 3}) + "\n")
+            f.write(json.dumps({"weight_clean": clean, "weight_noisy": noisy, "vnet_curve": [v0, 0.5, 0.1]}) + "\n")
+    assert summarize.main(["--runs", str(tmp_path), "--weights"]) == 0
+    text = capsys.readouterr().out
+    assert "| MW-Net | missing | clean 0.850 / noisy 0.200; V(0) 0.900, V(5) 0.100 (n=2) | missing | missing |" in text
+    assert "| L2RW | missing | missing | missing | missing |" in text
+
+
 def test_summarize_remark_and_no_runs(tmp_path, capsys):
     fake_run(tmp_path / "uniform_wrn" / "cifar10" / "unif_p0.4" / "erm" / "seed1", 88.0, 87.0)
     summarize.main(["--runs", str(tmp_path)])
