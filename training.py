@@ -37,7 +37,7 @@ from run_files import (
 from wideresnet import WideResNet
 
 LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
-EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU, batches of 1000 evaluate 2x slower than of 100 (cache)
+EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate slower (benchmarks/bench_eval.py)
 DRY_RUN_TEST_IMAGES = 200
 
 
