@@ -119,18 +119,26 @@ def mean_std(values):
     return mean, std
 
 
+def finished_runs(runs, table, dataset, level, row):
+    """Run directories of one cell that have their results.json, seed by seed."""
+    spec = TABLES[table]
+    out = []
+    for setting_dir in sorted(glob.glob(os.path.join(runs, table, dataset, "*"))):
+        if spec["setting"](level, os.path.basename(setting_dir)):
+            out += [
+                os.path.dirname(p) for p in sorted(glob.glob(os.path.join(setting_dir, row, "seed*", "results.json")))
+            ]
+    return out
+
+
 def collect(runs, table, dataset, level, row):
     """Best and last accuracies of the finished seeds of one cell."""
-    spec = TABLES[table]
     best, last = [], []
-    for setting_dir in sorted(glob.glob(os.path.join(runs, table, dataset, "*"))):
-        if not spec["setting"](level, os.path.basename(setting_dir)):
-            continue
-        for path in sorted(glob.glob(os.path.join(setting_dir, row, "seed*", "results.json"))):
-            with open(path) as f:
-                results = json.load(f)
-            best.append(results["best_test_acc"])
-            last.append(results["last_test_acc"])
+    for run in finished_runs(runs, table, dataset, level, row):
+        with open(os.path.join(run, "results.json")) as f:
+            results = json.load(f)
+        best.append(results["best_test_acc"])
+        last.append(results["last_test_acc"])
     return best, last
 
 
@@ -193,17 +201,12 @@ WEIGHT_ROWS = [("mwnet", "MW-Net"), ("l2rw", "L2RW")]
 
 def last_metrics(runs, table, dataset, level, row):
     """The last metrics line and the config of each finished seed of one cell."""
-    spec = TABLES[table]
     out = []
-    for setting_dir in sorted(glob.glob(os.path.join(runs, table, dataset, "*"))):
-        if not spec["setting"](level, os.path.basename(setting_dir)):
-            continue
-        for path in sorted(glob.glob(os.path.join(setting_dir, row, "seed*", "results.json"))):
-            run = os.path.dirname(path)
-            with open(os.path.join(run, "metrics.jsonl")) as f:
-                lines = [json.loads(line) for line in f if line.strip()]
-            with open(os.path.join(run, "config.json")) as f:
-                out.append((lines[-1], json.load(f)))
+    for run in finished_runs(runs, table, dataset, level, row):
+        with open(os.path.join(run, "metrics.jsonl")) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        with open(os.path.join(run, "config.json")) as f:
+            out.append((lines[-1], json.load(f)))
     return out
 
 
