@@ -115,7 +115,16 @@ def test_resume_equals_uninterrupted(cifar10_dir, tmp_path):
     assert [m["iteration"] for m in metrics(tmp_path / "whole")] == [4, 8, 12, 16, 18]
     run_dir = tmp_path / "stopped"
     cmd = [sys.executable, MW, "--out", str(run_dir), *flags]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell that starts the tests in the background (`cmd &`)
+    # hands them SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
