@@ -284,10 +284,9 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def train(args, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, st):
+def train(args, plan, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, st):
     """The loop. `st` holds what a checkpoint carries besides the modules: step, best, timers, per-sample tallies."""
     device = data.test.device
-    plan = make_plan(args, len(data.train), len(data.train_idx))
     tally = Tally(device)
     last_loss, last_weight = st["last_loss"].to(device), st["last_weight"].to(device)
     bar = tqdm(
@@ -331,7 +330,6 @@ def train(args, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, s
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{test_acc:.2f}", best=f"{st['best_acc']:.2f}")
         mark = time.perf_counter()
     bar.close()
-    return plan
 
 
 def run(args):
@@ -345,6 +343,7 @@ def run(args):
     state = load_checkpoint(checkpoint, config) if checkpoint else None
     seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(3)]  # model, train batches, meta batches
     data = build_data(args, device, seeds)
+    plan = make_plan(args, len(data.train), len(data.train_idx))  # refuses a bad length before any file is written
     model, vnet, optimizer, vnet_optimizer = build_model(args, data.num_classes, device, seeds[0])
     os.makedirs(run_dir, exist_ok=True)
     n = len(data.train_idx)
@@ -378,7 +377,7 @@ def run(args):
             },
         )
         save_split(run_dir, data)
-    plan = train(args, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, st)
+    train(args, plan, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, st)
     save_weights(run_dir, data, st["last_loss"].numpy(), st["last_weight"].numpy())
     results = {
         "best_test_acc": st["best_acc"],

@@ -334,6 +334,13 @@ def test_bad_flags_are_one_line(cifar10_dir, tmp_path, args, fragments):
     assert not (tmp_path / "x").exists()
 
 
+def test_run_shorter_than_one_iteration_is_refused_before_any_file(cifar10_dir, tmp_path):
+    root, _ = cifar10_dir
+    proc = run_cli(MW, "--out", str(tmp_path / "x"), "--data_path", root, "--epochs", "0.001", *FAST)
+    assert_one_line_error(proc, "--epochs 0.001", "less than one iteration")
+    assert not (tmp_path / "x").exists()
+
+
 def test_missing_data_and_bad_device(tmp_path):
     proc = run_cli(MW, "--dry_run", "--out", str(tmp_path / "x"), "--data_path", str(tmp_path / "nowhere"))
     assert_one_line_error(proc, "cifar10", str(tmp_path / "nowhere"), "--data_path")
