@@ -11,15 +11,19 @@ Build and inspect a split from the command line (writes nothing unless --out is 
 """
 
 import argparse
+import contextlib
+import fcntl
 import gzip
 import os
 import pickle
 import sys
-import tempfile
+import zlib
 
 import numpy as np
 import torch.utils.data as data
 from PIL import Image
+
+from errors import UserError
 
 CORRUPTION_TYPES = ("unif", "flip", "flip2", "hierarchical")
 DATASETS = ("cifar10", "cifar100", "fashionmnist")
@@ -32,10 +36,6 @@ MEAN_STD = {
     "cifar100": ((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)),
     "fashionmnist": ((0.2190,) * 3, (0.3318,) * 3),
 }
-
-
-class UserError(Exception):
-    """A mistake the user can fix; the message is one line: what is wrong and what to do."""
 
 
 # ---------------------------------------------------------------- corruption matrices (K x K)
@@ -178,13 +178,36 @@ def _draw_noisy_labels(clean, C, rng):
 
 # ---------------------------------------------------------------- reading the files on disk
 
+# What the official CIFAR pickles hold besides dicts, lists, strings and numbers: NumPy arrays.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what the official CIFAR files contain, so that a data file, like a checkpoint, runs no code."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # NumPy 2 renamed numpy.core
+            module = "numpy._core." + module[len("numpy.core.") :]
+        return super().find_class(module, name)
+
 
 def _unpickle(path, name):
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _CifarUnpickler(f, encoding="latin1").load()
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}); check the file's permissions") from None
     except (
-        OSError,
         pickle.UnpicklingError,
         EOFError,
         ValueError,
@@ -195,35 +218,58 @@ def _unpickle(path, name):
         KeyError,
     ) as e:
         raise UserError(
-            f"{path} is corrupt ({type(e).__name__}); delete the {name} folder and download it again"
+            f"{path} is corrupt or not a CIFAR file ({type(e).__name__}: {str(e)[:100]}); delete the {name} folder and download it again"
         ) from None
+
+
+def _cifar_entry(entry, path, name, folder):
+    """(images N x 3 x 32 x 32, fine labels, coarse labels) of one unpickled CIFAR file, its types checked."""
+    fine_key = "labels" if name == "cifar10" else "fine_labels"
+    bad = f"{path} is corrupt ({{}}); delete the {folder} folder and download it again"
+    if not isinstance(entry, dict) or "data" not in entry or fine_key not in entry:
+        raise UserError(bad.format("not a dict with data and labels"))
+    data = entry["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        kind = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise UserError(bad.format(f"its images are {kind}, not uint8 rows of 3072 pixels"))
+    try:
+        fine = np.asarray(entry[fine_key], dtype=np.int64)
+        coarse = np.asarray(entry.get("coarse_labels", []), dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise UserError(bad.format(f"bad labels: {e}")) from None
+    return data.reshape(-1, 3, 32, 32), fine, coarse
+
+
+# The folders the official archives unpack to, and their training and test files (torchvision's too).
+CIFAR_FILES = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]),
+    "cifar100": ("cifar-100-python", ["train"], ["test"]),
+}
 
 
 def _cifar_arrays(root, name, train, download):
     """(images N x 32 x 32 x 3 uint8, fine labels, coarse labels or None) of CIFAR on disk."""
-    import torchvision.datasets as tvd
-
-    tv_class = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-    folder = os.path.join(root, tv_class.base_folder)
-    files = [f for f, _ in (tv_class.train_list if train else tv_class.test_list)]
+    base, train_files, test_files = CIFAR_FILES[name]
+    folder = os.path.join(root, base)
+    files = train_files if train else test_files
     if download and not all(os.path.exists(os.path.join(folder, f)) for f in files):
-        _download(tv_class, root, name)
+        import torchvision.datasets as tvd  # only to download: importing torchvision takes a second
+
+        tv_class = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        with _download_lock(root):  # one download however many runs start at once; the others wait, then read
+            if not all(os.path.exists(os.path.join(folder, f)) for f in files):
+                _download(lambda: tv_class(root, train=True, download=True), root, name)
     images, fine, coarse = [], [], []
     for f in files:
         path = os.path.join(folder, f)
         if not os.path.exists(path):
             raise UserError(
-                f"{name} not found: no {path}; pass --data_path with the folder that holds {tv_class.base_folder}/, or download it on a connected machine (python load_corrupted_data.py --dataset {name} --download)"
+                f"{name} not found: no {path}; pass --data_path with the folder that holds {base}/, or download it on a connected machine (python load_corrupted_data.py --dataset {name} --download)"
             )
-        entry = _unpickle(path, tv_class.base_folder)
-        try:
-            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            fine.append(np.asarray(entry["labels" if name == "cifar10" else "fine_labels"], dtype=np.int64))
-            coarse.append(np.asarray(entry.get("coarse_labels", []), dtype=np.int64))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise UserError(
-                f"{path} is corrupt (bad {e}); delete the {tv_class.base_folder} folder and download it again"
-            ) from None
+        x, y, c = _cifar_entry(_unpickle(path, base), path, name, base)
+        images.append(x)
+        fine.append(y)
+        coarse.append(c)
     images = np.concatenate(images).transpose(0, 2, 3, 1)  # N x H x W x C, as the original
     fine = np.concatenate(fine)
     num_classes = 10 if name == "cifar10" else 100
@@ -232,13 +278,25 @@ def _cifar_arrays(root, name, train, download):
     return np.ascontiguousarray(images), fine, (np.concatenate(coarse) if name == "cifar100" else None)
 
 
-def _download(tv_class, root, name):
+@contextlib.contextmanager
+def _download_lock(root):
+    try:
+        os.makedirs(root, exist_ok=True)
+        f = open(os.path.join(root, ".download.lock"), "a")
+    except OSError as e:
+        raise UserError(f"cannot write to {root} ({e.strerror}); pass a writable --data_path") from None
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _download(fetch, root, name):
     # torchvision downloads the archive and checks its MD5 before extracting it.
     try:
-        tv_class(root, train=True, download=True)
+        fetch()
     except (OSError, RuntimeError) as e:
         raise UserError(
-            f"could not download {name} into {root} ({e}); download it on a connected machine and pass --data_path"
+            f"could not download {name} into {root} ({str(e).splitlines()[0][:120]}); download it on a connected machine and pass --data_path"
         ) from None
 
 
@@ -251,25 +309,44 @@ def _read_idx(path):
         shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
         if raw[:3] != b"\x00\x00\x08" or len(raw) != 4 + 4 * ndim + int(np.prod(shape)):
             raise ValueError("bad header or length")
-    except (OSError, EOFError, ValueError, IndexError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, ValueError, IndexError, zlib.error) as e:
         raise UserError(
             f"{path} is corrupt ({e}); reinstall dataset-fashion-mnist or copy the idx files again"
         ) from None
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _fashion_arrays(root, train):
-    """Fashion-MNIST from its idx files, zero-padded to 32 x 32 with three equal channels."""
+def _fashion_files(root, train):
+    """The idx files in root, or in root/FashionMNIST/raw where torchvision downloads them."""
     prefix = "train" if train else "t10k"
     paths = []
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-        candidates = [os.path.join(root, f"{prefix}-{kind}{ext}") for ext in (".gz", "")]
+        candidates = [
+            os.path.join(d, f"{prefix}-{kind}{ext}")
+            for d in (root, os.path.join(root, "FashionMNIST", "raw"))
+            for ext in (".gz", "")
+        ]
         found = [p for p in candidates if os.path.exists(p)]
         if not found:
-            raise UserError(
-                f"fashionmnist not found: no {candidates[0]}; install it (apt-get install dataset-fashion-mnist) or pass --data_path with the folder that holds the idx files"
-            )
+            return None, candidates[0]
         paths.append(found[0])
+    return paths, None
+
+
+def _fashion_arrays(root, train, download=False):
+    """Fashion-MNIST from its idx files, zero-padded to 32 x 32 with three equal channels."""
+    paths, missing = _fashion_files(root, train)
+    if paths is None and download:
+        import torchvision.datasets as tvd
+
+        with _download_lock(root):
+            if _fashion_files(root, train)[0] is None:
+                _download(lambda: tvd.FashionMNIST(root, train=train, download=True), root, "fashionmnist")
+        paths, missing = _fashion_files(root, train)
+    if paths is None:
+        raise UserError(
+            f"fashionmnist not found: no {missing}; install it (apt-get install dataset-fashion-mnist), pass --download to fetch it into --data_path, or pass --data_path with the folder that holds the idx files"
+        )
     images, labels = _read_idx(paths[0]), _read_idx(paths[1]).astype(np.int64)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images) or labels.max(initial=0) > 9:
         raise UserError(f"{os.path.dirname(paths[0])} is corrupt (images and labels do not match)")
@@ -281,7 +358,7 @@ def _fashion_arrays(root, train):
 def load_arrays(dataset, root, train, download=False):
     """Images (N x 32 x 32 x 3 uint8), labels and coarse labels (or None) of a dataset on disk."""
     if dataset == "fashionmnist":
-        return _fashion_arrays(root, train)
+        return _fashion_arrays(root, train, download)
     return _cifar_arrays(root, dataset, train, download)
 
 
@@ -371,27 +448,6 @@ class FashionMNIST(_NoisyDataset):
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashionmnist": 10}
 
 
-def write_atomic(path, write):
-    """Call write(tmp_path), then move it over `path`: readers see the old file or the whole new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def save_npz_atomic(path, **arrays):
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
-            np.savez(f, **arrays)
-
-    write_atomic(path, write)
-
-
 # ---------------------------------------------------------------- command line
 
 
@@ -432,6 +488,8 @@ def main(argv=None):
     )
     print("training images per class:", np.bincount(clean, minlength=K).tolist())
     if args.out:
+        from run_files import save_npz_atomic
+
         save_npz_atomic(args.out, meta_idx=meta_idx, train_idx=train_idx, clean_labels=clean, noisy_labels=noisy)
         print(f"wrote {args.out}")
 

@@ -9,8 +9,11 @@ Two ways to get the meta-gradient, equal up to rounding (tests/test_meta_step.py
   "double_backward": the original's way, a create_graph gradient and a backward through it;
   "jvp" (default): since L is linear in the per-sample losses l, <dL/dw, g> = L(J g; v) with
      J = dl/dw and g = dL_meta/dw'. So dL_meta/dΘ = -lr * d/dΘ L(u; V(l; Θ)), u = J g, one
-     forward-mode Jacobian-vector product (torch.func.jvp). Step 3 reuses step 1's forward
-     (same w, batch and BatchNorm mode), so no double backward and fewer FLOPs.
+     forward-mode Jacobian-vector product (dual tensors of torch.autograd.forward_ad through
+     torch.func.functional_call). Step 3 reuses step 1's forward (same w, batch and BatchNorm
+     mode), so no double backward and fewer FLOPs.
+With detach_vnet_input=False (the class-imbalance code, which feeds V the loss itself) the virtual
+step's gradient is J^T c with c_i = dL/dl_i taken through V too, and dL_meta/dΘ = -lr d/dΘ <u, c>.
 Steps 1-2 never touch the real model: its parameters change in step 3 only, and its BatchNorm
 running statistics once per iteration, as one training-mode forward of the batch changes them.
 Nothing here reads a value back to the host.
@@ -60,6 +63,15 @@ def sample_weights(vnet, losses):
     return vnet(losses.detach().unsqueeze(1)).squeeze(1)
 
 
+def loss_coefficients(vnet, losses, normalize=False):
+    """c_i = dL/dl_i of L = weighted_loss(l, V(l; Θ)) with V fed the loss itself (the class-imbalance
+    code), as a function of Θ: the virtual step's gradient is sum_i c_i dl_i/dw."""
+    loss = losses.detach().requires_grad_()
+    weights = vnet(loss.unsqueeze(1)).squeeze(1)
+    (c,) = torch.autograd.grad(weighted_loss(loss, weights, normalize), loss, create_graph=True)
+    return c
+
+
 def _losses(model, params, inputs, targets):
     return F.cross_entropy(functional_call(model, params, (inputs,)), targets, reduction="none")
 
@@ -104,25 +116,36 @@ def mwnet_step(
     lr,
     normalize=False,
     meta_grad="jvp",
+    detach_vnet_input=True,
 ):
     """One Meta-Weight-Net iteration; model in training mode. Returns detached tensors:
-    losses (per sample), weights (from the updated V), loss (the real step's), meta_loss."""
+    losses (per sample), weights (from the updated V), loss (the real step's), meta_loss.
+    detach_vnet_input=False: V fed the loss with its gradient in steps 1-2, as the class-imbalance code."""
     if meta_grad not in META_GRADS:
         raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
     params = dict(model.named_parameters())
     if meta_grad == "jvp":
         losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also step 3's forward
-        weights = sample_weights(vnet, losses)
-        grads = torch.autograd.grad(
-            weighted_loss(losses, weights.detach(), normalize), list(params.values()), retain_graph=True
-        )
+        if detach_vnet_input:
+            weights = sample_weights(vnet, losses)
+            virtual_loss = weighted_loss(losses, weights.detach(), normalize)
+        else:
+            c = loss_coefficients(vnet, losses, normalize)
+            virtual_loss = (losses * c.detach()).sum()  # its w-gradient is J^T c
+        grads = torch.autograd.grad(virtual_loss, list(params.values()), retain_graph=True)
         g, meta_loss = _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets)
         u = _jvp_losses(model, params, inputs, targets, g)
-        surrogate = -lr * weighted_loss(u, weights, normalize)  # its Θ-gradient is dL_meta/dΘ
+        if detach_vnet_input:
+            surrogate = -lr * weighted_loss(u, weights, normalize)  # its Θ-gradient is dL_meta/dΘ
+        else:
+            surrogate = -lr * (u * c).sum()
     else:
         with batch_stats_only(model):
             virtual_losses = _losses(model, params, inputs, targets)
-        weights = sample_weights(vnet, virtual_losses)
+        if detach_vnet_input:
+            weights = sample_weights(vnet, virtual_losses)
+        else:
+            weights = vnet(virtual_losses.unsqueeze(1)).squeeze(1)
         grads = torch.autograd.grad(
             weighted_loss(virtual_losses, weights, normalize), list(params.values()), create_graph=True
         )

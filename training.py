@@ -1,61 +1,55 @@
 """The one training loop behind MW-Net.py and train_WRN-28-10_Meta_PGC.py.
 
-main(script, argv) parses the script's flags (options.py), builds the noisy split and the
-on-device loaders, the model and both optimisers, then runs one loop: each iteration the
-learning rate from get_lr, a training batch, a meta batch, and one step of the chosen method
-(meta_step.py); at each evaluation one JSON line of metrics and an atomic checkpoint.
+main(script, argv) parses the flags (options.py), settles the run directory (a fresh start, or --resume
+with the run's own flags), builds the parts (components.py) and runs one loop: each iteration the
+learning rate from Plan.lr_at, a training batch, a meta batch, and one step of the chosen method
+(meta_step.py); at each evaluation one JSON line of metrics, the best model and an atomic checkpoint
+(run_files.py), and one line on screen and in train.log (reporting.py). Exit codes: errors.py.
 """
 
+import importlib.metadata
 import math
 import os
+import platform
+import signal
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import traceback
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from device_loader import DeviceLoader
-from load_corrupted_data import MEAN_STD, NUM_CLASSES, UserError, default_root, load_arrays, make_noisy_split
-from meta_layers import VNet
-from meta_step import erm_step, l2rw_step, mwnet_step
-from options import parse_args
-from resnet import ResNet32
-from run_files import (
-    append_metrics,
-    environment,
-    load_checkpoint,
-    resolve_run_dir,
-    save_checkpoint,
-    save_split,
-    save_weights,
-    truncate_metrics,
-    write_json,
+from components import (
+    autocast,
+    build_data,
+    build_learner,
+    build_model,
+    load_test,
+    numerics,
+    pick_device,
+    set_numerics,
 )
-from wideresnet import WideResNet
+from errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
+from load_corrupted_data import NUM_CLASSES
+from meta_step import erm_step, l2rw_step, mwnet_step
+from options import args_from_stored, given_flags, parse_args
+from reporting import Reporter, TensorBoard, banner, evaluation_line, training_line
+from run_files import (
+    CHECKPOINT,
+    CONFIG,
+    LOG,
+    TENSORBOARD,
+    RunDir,
+    config_differences,
+    default_run_name,
+    model_file,
+    read_json,
+)
 
 LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
-EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate slower (benchmarks/bench_eval.py)
-DRY_RUN_TEST_IMAGES = 200
-
-
-@dataclass
-class Data:
-    train: DeviceLoader
-    meta: DeviceLoader | None
-    test: DeviceLoader
-    meta_idx: np.ndarray
-    train_idx: np.ndarray
-    clean_labels: np.ndarray
-    noisy_labels: np.ndarray
-    is_noisy: torch.Tensor
-    num_classes: int
-
-    @property
-    def noise_rate(self):
-        return float(np.mean(self.clean_labels != self.noisy_labels)) if len(self.train_idx) else 0.0
 
 
 @dataclass
@@ -69,6 +63,7 @@ class Plan:
     lr: float
     milestones: list
     images_per_step: float
+    real_ahead: float = 0
 
     def lr_at(self, step):
         """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations.
@@ -76,6 +71,12 @@ class Plan:
         that is the original's epoch >= m; a fractional m (a shortened schedule) lands on the nearest one."""
         per = self.steps_per_epoch if self.unit == "epoch" else 1
         return self.lr * 0.1 ** sum(step >= round(m * per) for m in self.milestones)
+
+    def real_lr_at(self, step):
+        """The real optimiser's lr: the same schedule, `real_ahead` epochs or iterations ahead (the
+        class-imbalance code called it with epoch + 1); by default one schedule for both steps."""
+        per = self.steps_per_epoch if self.unit == "epoch" else 1
+        return self.lr_at(step + round(self.real_ahead * per))
 
     def is_eval(self, step):
         done = step + 1
@@ -95,71 +96,8 @@ def make_plan(args, batches_per_epoch, n_train):
     else:
         total = 4 if args.dry_run else args.iters
         period = 2 if args.dry_run else args.eval_every
-    return Plan(spe, total, period, args.unit, args.lr, list(args.milestones), args.batch_size / max(n_train, 1))
-
-
-def pick_device(name):
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA device is visible; use --device cpu or --device auto")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
-def build_data(args, device, seeds):
-    root = default_root(args.dataset, args.data_path)
-    download = args.dataset != "fashionmnist"  # the original downloads CIFAR when it is missing
-    images, labels, coarse = load_arrays(args.dataset, root, True, download)
-    test_images, test_labels, _ = load_arrays(args.dataset, root, False, download)
-    k = NUM_CLASSES[args.dataset]
-    meta_idx, train_idx, noisy = make_noisy_split(
-        labels, k, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
-    )
-    if args.method != "erm" and len(meta_idx) == 0:
-        raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
-    if args.dry_run:
-        test_images, test_labels = test_images[:DRY_RUN_TEST_IMAGES], test_labels[:DRY_RUN_TEST_IMAGES]
-    mean, std = MEAN_STD[args.dataset]
-    common = dict(device=device, mean=mean, std=std, channels_last=True)
-    train = DeviceLoader(
-        images[train_idx], noisy, args.batch_size, augment=args.augment, sampling=args.sampling, seed=seeds[1], **common
-    )
-    meta = None
-    if args.method != "erm":
-        meta = DeviceLoader(
-            images[meta_idx],
-            labels[meta_idx],
-            args.batch_size,
-            augment=args.augment,
-            sampling=args.sampling,
-            seed=seeds[2],
-            **common,
-        )
-    test = DeviceLoader(test_images, test_labels, EVAL_BATCH.get(device.type, 100), augment=False, **common)
-    is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
-    return Data(train, meta, test, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k)
-
-
-def build_model(args, num_classes, device, seed):
-    """The classifier, the meta-weight-net (None unless mwnet) and their optimisers."""
-    torch.manual_seed(seed)
-    if args.arch == "resnet32":
-        model = ResNet32(num_classes)
-    else:
-        model = WideResNet(args.layers, num_classes, widen_factor=args.widen_factor, dropRate=args.droprate)
-    cuda = device.type == "cuda"
-    # The fast path, the same numbers up to rounding: channels_last convolutions (cuDNN and oneDNN on the
-    # CPU both run them faster), fused optimiser steps on CUDA.
-    model = model.to(device, memory_format=torch.channels_last)
-    fused = {"fused": True} if cuda else {}
-    sgd = dict(momentum=args.momentum, nesterov=args.nesterov, **fused)
-    optimizer = torch.optim.SGD(model.parameters(), args.lr, weight_decay=args.weight_decay, **sgd)
-    vnet = vnet_optimizer = None
-    if args.method == "mwnet":
-        vnet = VNet(1, 100, 1).to(device)
-        if args.vnet_optimizer == "adam":
-            vnet_optimizer = torch.optim.Adam(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **fused)
-        else:
-            vnet_optimizer = torch.optim.SGD(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **sgd)
-    return model, vnet, optimizer, vnet_optimizer
+    images = args.batch_size / max(n_train, 1)
+    return Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
 
 
 class Tally:
@@ -188,16 +126,54 @@ class Tally:
         self.sums += torch.stack(row)
         self.steps += 1
 
-    def summary(self):
+    def read(self):
+        """(means since the last evaluation, whether every loss and weight summed was finite): one read-back."""
         s = self.sums.tolist()
         n = max(self.steps, 1)
-        return {
+        summary = {
             "train_loss": s[0] / n,
             "meta_loss": s[1] / n,
             "train_ce": s[2] / n,
             "weight_clean": s[3] / s[4] if s[4] else None,
             "weight_noisy": s[5] / s[6] if s[6] else None,
         }
+        return summary, all(math.isfinite(v) for v in s)
+
+    def state_dict(self):
+        return {"sums": self.sums.cpu(), "steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.sums, self.steps = state["sums"].to(self.device), state["steps"]
+
+
+@dataclass
+class Progress:
+    """Where the loop stands; a checkpoint carries it (the modules and loaders beside it)."""
+
+    last_loss: torch.Tensor  # each training sample's last loss and weight in training (NaN: never drawn)
+    last_weight: torch.Tensor
+    step: int = 0  # iterations done
+    best_acc: float | None = None
+    best_step: int | None = None
+    last_acc: float | None = None
+    elapsed: float = 0.0  # seconds of training and evaluation, over every session
+    train_seconds: float = 0.0  # seconds of training iterations alone
+    records: list = field(default_factory=list)  # every evaluation's metrics line so far
+
+    @classmethod
+    def new(cls, n, device):
+        return cls(torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
+
+    def state_dict(self):
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state.update(last_loss=self.last_loss.cpu(), last_weight=self.last_weight.cpu())
+        return state
+
+    @classmethod
+    def from_state(cls, state, device):
+        progress = cls(**state)
+        progress.last_loss, progress.last_weight = progress.last_loss.to(device), progress.last_weight.to(device)
+        return progress
 
 
 @torch.no_grad()
@@ -223,17 +199,18 @@ def vnet_curve(vnet, device):
     return [round(v, 6) for v in vnet(grid).squeeze(1).tolist()]
 
 
-def one_step(args, model, vnet, optimizer, vnet_optimizer, data, x, y, lr):
+def one_step(args, learner, data, x, y, lr):
+    m = learner
     if args.method == "erm":
-        return erm_step(model, optimizer, x, y)
+        return erm_step(m.model, m.optimizer, x, y)
     mx, my, _ = data.meta.next_batch()
     if args.method == "l2rw":
-        return l2rw_step(model, optimizer, x, y, mx, my, lr, meta_grad=args.meta_grad)
+        return l2rw_step(m.model, m.optimizer, x, y, mx, my, lr, meta_grad=args.meta_grad)
     return mwnet_step(
-        model,
-        vnet,
-        optimizer,
-        vnet_optimizer,
+        m.model,
+        m.vnet,
+        m.optimizer,
+        m.vnet_optimizer,
         x,
         y,
         mx,
@@ -241,42 +218,65 @@ def one_step(args, model, vnet, optimizer, vnet_optimizer, data, x, y, lr):
         lr,
         normalize=args.normalize_weights,
         meta_grad=args.meta_grad,
+        detach_vnet_input=args.detach_vnet_input,
     )
 
 
-def checkpoint_state(config, st, model, vnet, optimizer, vnet_optimizer, data):
+def checkpoint_state(config, progress, learner, data, tally):
+    m = learner
     return {
         "config": config,
         "device_type": data.test.device.type,
-        **st,
-        "model": model.state_dict(),
-        "vnet": None if vnet is None else vnet.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "vnet_optimizer": None if vnet_optimizer is None else vnet_optimizer.state_dict(),
+        "progress": progress.state_dict(),
+        "model": m.model.state_dict(),
+        "vnet": None if m.vnet is None else m.vnet.state_dict(),
+        "optimizer": m.optimizer.state_dict(),
+        "vnet_optimizer": None if m.vnet_optimizer is None else m.vnet_optimizer.state_dict(),
         "train_loader": data.train.state_dict(),
         "meta_loader": None if data.meta is None else data.meta.state_dict(),
+        "tally": tally.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
-def restore(state, model, vnet, optimizer, vnet_optimizer, data):
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if vnet is not None:
-        vnet.load_state_dict(state["vnet"])
-        vnet_optimizer.load_state_dict(state["vnet_optimizer"])
+def restore(state, learner, data, tally):
+    m = learner
+    m.model.load_state_dict(state["model"])
+    m.optimizer.load_state_dict(state["optimizer"])
+    if m.vnet is not None:
+        m.vnet.load_state_dict(state["vnet"])
+        m.vnet_optimizer.load_state_dict(state["vnet_optimizer"])
     data.train.load_state_dict(state["train_loader"])
     if data.meta is not None:
         data.meta.load_state_dict(state["meta_loader"])
+    tally.load_state_dict(state["tally"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return Progress.from_state(state["progress"], data.test.device)
 
 
-def autocast(args, device):
-    """bf16 autocast for the steps and the evaluation under --amp bf16; a no-op otherwise."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
+class StopSignals:
+    """SIGINT, SIGTERM, SIGUSR1 during the loop: the iteration finishes, a checkpoint is written at it, and
+    the run exits with 128 + the signal. A second SIGINT stops at once (the last checkpoint stays)."""
+
+    def __enter__(self):
+        self.received = None
+        wanted = [signal.SIGTERM, signal.SIGUSR1]
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job keeps ignoring Ctrl-C
+            wanted.append(signal.SIGINT)
+        self.previous = {s: signal.signal(s, self._handle) for s in wanted}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
 
 
 def sync(device):
@@ -284,124 +284,299 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def train(args, plan, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, st):
-    """The loop. `st` holds what a checkpoint carries besides the modules: step, best, timers, per-sample tallies."""
+@dataclass
+class Session:
+    """What the loop works with: the flags, the schedule, the run directory, the data and modules, where
+    the loop stands, and where it reports."""
+
+    args: object
+    plan: Plan
+    run_dir: RunDir
+    config: dict
+    data: object
+    learner: object
+    progress: Progress
+    tally: Tally
+    report: Reporter
+    tb: TensorBoard | None = None
+
+    def checkpoint(self):
+        self.run_dir.save_checkpoint(checkpoint_state(self.config, self.progress, self.learner, self.data, self.tally))
+
+
+def train(s, signals):
+    """The loop. Returns ("finished", None), ("diverged", (first, last iteration of the window)) or
+    ("stopped", signal number) after writing a checkpoint at the current iteration."""
+    args, plan, data, learner, progress = s.args, s.plan, s.data, s.learner, s.progress
     device = data.test.device
-    tally = Tally(device)
-    last_loss, last_weight = st["last_loss"].to(device), st["last_weight"].to(device)
-    bar = tqdm(
-        total=plan.total, initial=st["step"], desc=f"{args.method} {args.dataset}", unit="it", dynamic_ncols=True
-    )
+    window = progress.records[-1]["iteration"] if progress.records else 0
     mark = time.perf_counter()
-    for step in range(st["step"], plan.total):
-        lr = plan.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    for step in range(progress.step, plan.total):
+        if signals.received is not None:
+            break
+        lr, real_lr = plan.lr_at(step), plan.real_lr_at(step)
+        for group in learner.optimizer.param_groups:
+            group["lr"] = real_lr
         x, y, idx = data.train.next_batch()
-        with autocast(args, device):
-            out = one_step(args, model, vnet, optimizer, vnet_optimizer, data, x, y, lr)
-        tally.add(out, data.is_noisy[idx])
-        last_loss[idx], last_weight[idx] = out["losses"].float(), out["weights"].float()
-        bar.update(1)
+        with autocast(args.precision, device):
+            out = one_step(args, learner, data, x, y, lr)
+        s.tally.add(out, data.is_noisy[idx])
+        progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
+        progress.step = step + 1
+        s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
+        if args.print_freq and progress.step % args.print_freq == 0 and not plan.is_eval(step):
+            s.report.line(training_line(progress.step, plan.total, plan.epoch(step), real_lr, s.tally.read()[0]))
         if not plan.is_eval(step):
             continue
         sync(device)
-        now = time.perf_counter()
-        st["train_seconds"] += now - mark
-        with autocast(args, device):
-            test_loss, test_acc = evaluate(model, data.test)
-        st["best_acc"] = max(st["best_acc"], test_acc)
-        st["step"], st["last_acc"] = step + 1, test_acc
-        st["elapsed"] += time.perf_counter() - mark
-        record = {
-            "iteration": step + 1,
-            "epoch": round(plan.epoch(step), 6),
-            "lr": lr,
-            **tally.summary(),
-            "test_loss": test_loss,
+        progress.train_seconds += time.perf_counter() - mark
+        with autocast(args.precision, device):
+            test_loss, test_acc = evaluate(learner.model, data.test)
+        summary, finite = s.tally.read()
+        progress.elapsed += time.perf_counter() - mark
+        if not (finite and math.isfinite(test_loss)):
+            return "diverged", (window, step + 1)
+        record = {"iteration": step + 1, "epoch": round(plan.epoch(step), 6), "lr": real_lr, **summary}
+        evaluated(s, record, test_loss, test_acc)
+        window, mark = step + 1, time.perf_counter()
+    else:
+        return "finished", None
+    sync(device)
+    now = time.perf_counter()
+    progress.train_seconds += now - mark
+    progress.elapsed += now - mark
+    if progress.step > window:
+        s.checkpoint()
+    return "stopped", signals.received
+
+
+def evaluated(s, record, test_loss, test_acc):
+    """After a finite evaluation: the best model, the checkpoint, then the metrics line, in that order, so
+    that metrics.jsonl never holds a line past the checkpoint (which holds every line, for resume)."""
+    progress, learner = s.progress, s.learner
+    is_best = progress.best_acc is None or test_acc > progress.best_acc
+    if is_best:
+        progress.best_acc, progress.best_step = test_acc, record["iteration"]
+    progress.last_acc = test_acc
+    record.update(test_loss=test_loss, test_acc=test_acc, best_acc=progress.best_acc)
+    record.update(vnet_curve=vnet_curve(learner.vnet, s.data.test.device), elapsed=round(progress.elapsed, 3))
+    progress.records.append(record)
+    if is_best:
+        vnet = None if learner.vnet is None else learner.vnet.state_dict()
+        best = {
+            "config": s.config,
+            "step": record["iteration"],
             "test_acc": test_acc,
-            "best_acc": st["best_acc"],
+            "model": learner.model.state_dict(),
         }
-        record.update(vnet_curve=vnet_curve(vnet, device), elapsed=round(st["elapsed"], 3))
-        append_metrics(run_dir, record)
-        st["last_loss"], st["last_weight"] = last_loss.cpu(), last_weight.cpu()
-        save_checkpoint(run_dir, checkpoint_state(config, st, model, vnet, optimizer, vnet_optimizer, data))
-        tally.reset()
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{test_acc:.2f}", best=f"{st['best_acc']:.2f}")
-        mark = time.perf_counter()
-    bar.close()
+        s.run_dir.save_best({**best, "vnet": vnet})
+    s.tally.reset()
+    s.checkpoint()
+    s.run_dir.append_metrics(record)
+    s.report.line(evaluation_line(record, s.plan.total, s.report.eta(progress.step, s.plan.total)))
+    if s.tb is not None:
+        s.tb.evaluation(record, LOSS_GRID, progress.last_weight, s.data.is_noisy)
+
+
+def environment(device):
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),  # not imported: that takes a second
+        "numpy": np.__version__,
+        "device": str(device),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "numerics": numerics(),
+        "git_commit": commit,
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+    }
+
+
+def start(args, config, run_dir, data, learner, device, seeds):
+    """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
+    progress, tally = Progress.new(len(data.train_idx), device), Tally(device)
+    current = run_dir.status() if args.resume else None
+    if current == "finished":
+        print(f"{run_dir.path} has finished; nothing to continue (results in {run_dir.file('results.json')})")
+        return None
+    if current == "diverged":
+        raise UserError(
+            f"{run_dir.path} diverged (see its results.json); nothing to continue: start a new run with other flags"
+        )
+    if current != "stopped":
+        run_dir.prepare_fresh()  # refuses a directory that holds a run; a resume without checkpoint starts afresh
+        extra = {
+            "seeds": seeds,
+            "noise_rate": data.noise_rate,
+            "vnet_loss_grid": LOSS_GRID,
+            "environment": environment(device),
+        }
+        run_dir.write_config({**config, **extra})
+        run_dir.save_split(data.meta_idx, data.train_idx, data.clean_labels, data.noisy_labels)
+        return progress, tally, None
+    state = run_dir.load_checkpoint()
+    if state["device_type"] != device.type:
+        # The batch generators' states belong to their device; so does bit-for-bit continuation.
+        raise UserError(
+            f"{run_dir.file(CHECKPOINT)} was made on {state['device_type']}; resume it with --device {state['device_type']}"
+        )
+    diffs = config_differences(state["config"], config)
+    if diffs:
+        raise UserError(
+            f"{run_dir.file(CHECKPOINT)} and {run_dir.file(CONFIG)} disagree ({'; '.join(diffs)}); the directory is damaged"
+        )
+    run_dir.remove_temporaries()
+    progress = restore(state, learner, data, tally)
+    run_dir.rewrite_metrics(progress.records)
+    return progress, tally, progress.step
 
 
 def run(args):
     device = pick_device(args.device)
-    if args.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = not args.deterministic
-    run_dir, checkpoint = resolve_run_dir(args)
-    config = dict(vars(args))
-    state = load_checkpoint(checkpoint, config) if checkpoint else None
+    set_numerics(args.precision, args.deterministic)
+    run_dir = RunDir(args.out)
+    run_dir.check_usable()
     seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(3)]  # model, train batches, meta batches
-    data = build_data(args, device, seeds)
-    plan = make_plan(args, len(data.train), len(data.train_idx))  # refuses a bad length before any file is written
-    model, vnet, optimizer, vnet_optimizer = build_model(args, data.num_classes, device, seeds[0])
-    os.makedirs(run_dir, exist_ok=True)
-    n = len(data.train_idx)
-    st = {
-        "step": 0,
-        "best_acc": 0.0,
-        "last_acc": None,
-        "elapsed": 0.0,
-        "train_seconds": 0.0,
-        "last_loss": torch.full((n,), math.nan),
-        "last_weight": torch.full((n,), math.nan),
-    }
-    if state is not None:
-        if state["device_type"] != device.type:
-            # The batch generators' states belong to their device; so does bit-for-bit continuation.
-            raise UserError(
-                f"{checkpoint} was made on {state['device_type']}; resume it with --device {state['device_type']}"
-            )
-        restore(state, model, vnet, optimizer, vnet_optimizer, data)
-        st = {k: state[k] for k in st}
-        truncate_metrics(run_dir, st["step"])
-    else:
-        write_json(
-            os.path.join(run_dir, "config.json"),
-            {
-                **config,
-                "seeds": seeds,
-                "noise_rate": data.noise_rate,
-                "vnet_loss_grid": LOSS_GRID,
-                "environment": environment(device),
-            },
-        )
-        save_split(run_dir, data)
-    train(args, plan, run_dir, config, data, model, vnet, optimizer, vnet_optimizer, st)
-    save_weights(run_dir, data, st["last_loss"].numpy(), st["last_weight"].numpy())
+    data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
+    plan = make_plan(args, len(data.train), len(data.train_idx))
+    learner = build_learner(args, data.num_classes, device, seeds[0])
+    config = dict(vars(args))
+    with run_dir.owned():
+        started = start(args, config, run_dir, data, learner, device, seeds)
+        if started is None:
+            return EXIT_OK
+        progress, tally, resumed_at = started
+        run_dir.claim()
+        s = Session(args, plan, run_dir, config, data, learner, progress, tally, Reporter(run_dir.file(LOG)))
+        try:
+            for line in banner(args, plan, data, device, run_dir.path, resumed_at):
+                s.report.line(line)
+            s.tb = TensorBoard(run_dir.file(TENSORBOARD)) if args.tensorboard else None
+            s.report.start(plan.total, progress.step, f"{args.method} {args.dataset}")
+            with StopSignals() as signals:
+                outcome, detail = train(s, signals)
+            return finish(s, outcome, detail)
+        except (UserError, KeyboardInterrupt) as e:
+            s.report.log.write(f"error: {e or 'interrupted'}\n")
+            raise
+        except Exception:
+            s.report.log.write(traceback.format_exc())
+            raise
+        finally:
+            if s.tb is not None:
+                s.tb.close()
+            s.report.close()
+
+
+def finish(s, outcome, detail):
+    """The run's end: results.json and the exit code."""
+    progress, data, run_dir = s.progress, s.data, s.run_dir
     results = {
-        "best_test_acc": st["best_acc"],
-        "last_test_acc": st["last_acc"],
+        "status": outcome,
+        "best_test_acc": progress.best_acc,
+        "best_iteration": progress.best_step,
+        "last_test_acc": progress.last_acc,
         "noise_rate": data.noise_rate,
-        "iterations": plan.total,
-        "iters_per_sec": plan.total / st["train_seconds"] if st["train_seconds"] else None,
-        "wall_time": st["elapsed"],
-        "device": str(device),
+        "iterations": s.plan.total,
+        "iters_per_sec": progress.step / progress.train_seconds if progress.train_seconds else None,
+        "wall_time": progress.elapsed,
+        "device": str(data.test.device),
+        "precision": s.args.precision,
     }
-    write_json(os.path.join(run_dir, "results.json"), results)
-    return results
+    if outcome == "stopped":
+        name = signal.Signals(detail).name
+        s.report.line(
+            f"stopped by {name} at iteration {progress.step}; checkpoint written; continue with --resume {run_dir.path}",
+            error=True,
+        )
+        return 128 + detail
+    if outcome == "diverged":
+        first, last = detail
+        kept = f"the checkpoint of iteration {first} is kept" if first else "no checkpoint was written"
+        run_dir.write_results({**results, "diverged_between": [first, last]})
+        why = "a non-finite training loss, meta loss, weight or test loss"
+        s.report.line(
+            f"{s.args.script}: diverged between iterations {first} and {last} ({why}); {kept}; try a lower --lr",
+            error=True,
+        )
+        return EXIT_DIVERGED
+    weights = progress.last_loss.cpu().numpy(), progress.last_weight.cpu().numpy()
+    run_dir.save_weights(data.train_idx, data.clean_labels, data.noisy_labels, *weights)
+    if s.learner.vnet is not None:
+        run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])
+    run_dir.write_results(results)
+    best, last, where = progress.best_acc, progress.last_acc, run_dir.file("results.json")
+    s.report.line(
+        f"finished: best test accuracy {best:.2f}% (iteration {progress.best_step}), last {last:.2f}%; results in {where}"
+    )
+    return EXIT_OK
+
+
+def resolve(script, args, argv):
+    """A fresh run's directory, or a resumed run's flags: its own, stored, with only free flags given beside."""
+    if not args.resume:
+        args.out = args.out or os.path.join("runs", args.name or default_run_name(vars(args)))
+        return args
+    path = args.resume
+    run_dir = os.path.dirname(path) if path.endswith(".pt") and not os.path.isdir(path) else path
+    stored = read_json(os.path.join(run_dir, CONFIG))
+    if stored is None:
+        raise UserError(
+            f"--resume {path}: no run there ({os.path.join(run_dir, CONFIG)} does not exist); start the run with its flags, without --resume"
+        )
+    given = given_flags(script, argv)
+    if "out" in given and os.path.realpath(given["out"]) != os.path.realpath(run_dir):
+        raise UserError(
+            f"--out {given['out']} is not the resumed run's directory {run_dir}; leave --out out: a run is continued in its own directory"
+        )
+    given.update(resume=run_dir, out=run_dir)
+    return args_from_stored(script, stored, given, run_dir)
+
+
+def evaluate_checkpoint(script, args, argv):
+    """--evaluate: the test loss and accuracy of a checkpoint or best model; nothing is written."""
+    path, state = model_file(args.evaluate)
+    given = {**given_flags(script, argv), "resume": ""}
+    args = args_from_stored(script, state["config"], given, path)
+    device = pick_device(args.device)
+    set_numerics(args.precision, args.deterministic)
+    test = load_test(args, device)
+    model = build_model(args, NUM_CLASSES[args.dataset]).to(device, memory_format=torch.channels_last)
+    model.load_state_dict(state["model"])
+    with autocast(args.precision, device):
+        loss, acc = evaluate(model, test)
+    step = state["step"] if "step" in state else state["progress"]["step"]
+    print(
+        f"{path} (iteration {step}): test loss {loss:.4f}, test accuracy {acc:.2f}% on {len(test.labels)} test images"
+    )
+    return EXIT_OK
 
 
 def main(script, argv=None):
-    """Entry point of both scripts: 0 on success, 2 with one line on a user's mistake."""
+    """Entry point of both scripts: 0 when done, 2 with one line on a user's mistake or a fault, 3 when
+    diverged, 128 + signal when stopped by one (README, "Run files")."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(script, argv)
-        results = run(args)
+        if args.evaluate:
+            return evaluate_checkpoint(script, args, argv)
+        return run(resolve(script, args, argv))
     except UserError as e:
         sys.stderr.write(f"{script}: error: {e}\n")
-        return 2
+        return EXIT_USER
     except KeyboardInterrupt:
-        sys.stderr.write(f"{script}: interrupted; continue from the last evaluation with --resume <run directory>\n")
-        return 130
-    print(f"best test accuracy {results['best_test_acc']:.2f}%, last {results['last_test_acc']:.2f}%")
-    return 0
+        sys.stderr.write(f"{script}: interrupted; continue from the last checkpoint with --resume <run directory>\n")
+        return 128 + signal.SIGINT
+    except OSError as e:
+        sys.stderr.write(
+            f"{script}: error: {e.strerror or e} ({e.filename or 'no file named'}); check the path, its permissions and free space\n"
+        )
+        return EXIT_USER

@@ -17,9 +17,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from components import EVAL_BATCH, pick_device  # noqa: E402
 from device_loader import DeviceLoader  # noqa: E402
 from resnet import ResNet32  # noqa: E402
-from training import EVAL_BATCH, evaluate, pick_device  # noqa: E402
+from training import evaluate  # noqa: E402
 
 
 def main(argv=None):

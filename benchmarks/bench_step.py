@@ -1,5 +1,6 @@
 """Cost of one training iteration, in one run: plain training, MW-Net (jvp), MW-Net (double
-backward), and MW-Net the original's way; ResNet-32 and WRN-28-10; float32 and bf16 autocast.
+backward), and MW-Net the original's way; ResNet-32 and WRN-28-10; in the scripts' precisions (strict
+float32, TF32, bf16 autocast).
 
     python benchmarks/bench_step.py                      # the full benchmark (meant for a GPU)
     python benchmarks/bench_step.py --smoke --device cpu # small sizes, seconds: what CI runs
@@ -28,6 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from components import autocast, set_numerics  # noqa: E402
 from device_loader import DeviceLoader  # noqa: E402
 from load_corrupted_data import MEAN_STD  # noqa: E402
 from meta_layers import VNet  # noqa: E402
@@ -134,8 +136,10 @@ def make_step(method, arch, batch, device, n_images):
 
 
 def measure(step, device, precision, warmup, iters):
-    """ms per iteration and peak memory (MiB, CUDA only) of `iters` timed iterations."""
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """ms per iteration and peak memory (MiB, CUDA only) of `iters` timed iterations, in the numerics of
+    the scripts' --precision (fp32: strict float32; tf32; bf16 autocast)."""
+    set_numerics(precision, deterministic=False)
+    amp = autocast(precision, device)
     with amp:
         for _ in range(warmup):
             step()
@@ -187,7 +191,11 @@ def main(argv=None):
     p.add_argument(
         "--archs", default=None, help="comma-separated, from: " + ", ".join(ARCHS) + " (default: resnet32,wrn-28-10)"
     )
-    p.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (default: both)")
+    p.add_argument(
+        "--precisions",
+        default="fp32,tf32,bf16",
+        help="comma-separated: fp32, tf32, bf16 as --precision (default: all three)",
+    )
     p.add_argument("--methods", default="plain,jvp,double,orig", help="comma-separated (default: all four)")
     p.add_argument("--batch", type=int, default=100, help="training and meta batch size (default: 100)")
     p.add_argument("--warmup", type=int, default=5)
@@ -203,7 +211,6 @@ def main(argv=None):
     device = torch.device(
         "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
-    torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     rows = []

@@ -1,11 +1,13 @@
 # Shared by the table scripts: collect one command per run, then hand the list to the runner.
 # Environment (all optional):
 #   RUNS=runs        root of the run directories: $RUNS/<table>/<dataset>/<setting>/<row>/seed<k>
+#                    (dry runs: $RUNS/dry/<table>/..., apart from real ones)
 #   DATA=./data      --data_path of every run
 #   SEEDS="1 2 3 4 5"
 #   DATASETS="cifar10 cifar100"
 #   GPUS=0,1,...     GPU ids to run on, one run per GPU at a time (default: every visible GPU, else cpu)
-#   SLURM=FILE       write a SLURM job-array script to FILE instead of running
+#   SLURM=FILE       write a SLURM job-array script to FILE instead of running; JOB_TIME, JOB_MEM, JOB_CPUS,
+#                    JOB_PARTITION, JOB_ACCOUNT, JOB_MAX_PARALLEL set its resources (scripts/runner.py --help)
 #   PRINT=1          only print the commands
 #   DRY_RUN=1        every cell a --dry_run
 #   EXTRA="..."      flags added to every command
@@ -16,6 +18,7 @@ DATA="${DATA:-./data}"
 SEEDS="${SEEDS:-1 2 3 4 5}"
 DATASETS="${DATASETS:-cifar10 cifar100}"
 PYTHON="${PYTHON:-python3}"
+if [ -n "${DRY_RUN:-}" ]; then RUNS="$RUNS/dry"; fi
 COMMANDS="$(mktemp)"
 trap 'rm -f "$COMMANDS"' EXIT
 

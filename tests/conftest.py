@@ -1,15 +1,48 @@
-"""Synthetic data in the on-disk formats of CIFAR-10/100 and Fashion-MNIST, and a CLI runner."""
+"""Synthetic data in the on-disk formats of CIFAR-10/100 and Fashion-MNIST, and ways to run the scripts.
 
+Every test runs on the CPU whatever the machine has: subprocesses get CUDA_VISIBLE_DEVICES="" and in-process
+runs --device cpu (tests/test_cuda.py, the GPU self-check, is the exception). Both use one CPU thread, so
+that a subprocess and an in-process run of the same configuration compute the same numbers.
+"""
+
+import contextlib
 import gzip
+import hashlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MW, WRN = "MW-Net.py", "train_WRN-28-10_Meta_PGC.py"
+SMALL_WRN = ["--layers", "10", "--widen-factor", "1"]
+FAST = ["--batch_size", "32", "--num_meta", "100"]
+# 14 iterations of 16 images, evaluated at 4, 8, 12 and 14 (69 iterations an epoch)
+SHORT = ["--epochs", "0.2", "--eval_every", "0.06", "--batch_size", "16", "--num_meta", "100"]
+
+
+def stop_at(monkeypatch, at, signum=signal.SIGUSR1):
+    """Send the process `signum` during its `at`-th iteration, as a scheduler or a user would."""
+    import training
+
+    original, count = training.one_step, [0]
+
+    def step(*args, **kwargs):
+        out = original(*args, **kwargs)
+        count[0] += 1
+        if count[0] == at:
+            os.kill(os.getpid(), signum)
+        return out
+
+    monkeypatch.setattr(training, "one_step", step)
+
+
+CPU_ENV = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
 def write_cifar(root, name, per_class, test_per_class=2, seed=0):
@@ -63,18 +96,87 @@ def write_fashion(root, per_class=30, seed=0):
 
 
 def run_cli(*args, cwd=ROOT):
-    """Run a script of the project; returns the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    """Run a script of the project on the CPU; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=CPU_ENV, capture_output=True, text=True, timeout=600)
 
 
-def assert_one_line_error(proc, *fragments):
-    """A user's mistake: non-zero exit, one line on stderr naming the problem, no traceback."""
-    assert proc.returncode != 0, proc.stdout + proc.stderr
+def start_cli(*args):
+    """Start a script on the CPU, its stdout a pipe read line by line."""
+    cmd = [sys.executable, *args]
+    # SIGINT back to its default in the child: a shell that starts the tests in the background (`cmd &`)
+    # hands them SIGINT ignored, and a Ctrl-C sent to the child would then do nothing.
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=CPU_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
+
+
+def wait_for_line(proc, fragment):
+    """Read the process's stdout until a line holds `fragment`; returns the lines read."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if fragment in line:
+            return lines
+    raise AssertionError(f"no line with {fragment!r}: {''.join(lines)[-2000:]} {proc.stderr.read()[-2000:]}")
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Result:
+    def __init__(self, code, out, err):
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def run_main(capsys, script, *args, cpu=True):
+    """Run a script in-process (no interpreter start, no torch import): its exit code, stdout and stderr."""
+    from training import main
+
+    capsys.readouterr()
+    with one_thread():
+        code = main(script, [*args, *(["--device", "cpu"] if cpu else [])])
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+def assert_one_line_error(proc, *fragments, code=2):
+    """A user's mistake or a fault: the exit code, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def snapshot(folder):
+    """Every file under `folder` with a hash of its bytes: equal snapshots mean nothing was touched."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def metrics(run_dir, drop=("elapsed",)):
+    """metrics.jsonl without the wall-clock field; JSON's NaN and Infinity are refused."""
+    import json
+
+    def refuse(name):
+        raise AssertionError(f"{run_dir}/metrics.jsonl holds {name}")
+
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [{k: v for k, v in json.loads(line, parse_constant=refuse).items() if k not in drop} for line in f]
 
 
 @pytest.fixture(scope="session")

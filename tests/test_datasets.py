@@ -1,20 +1,23 @@
 """The datasets on disk: CIFAR's file format, Fashion-MNIST's idx files, and users' mistakes."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli, write_cifar, write_fashion
 from PIL import Image
 
+import load_corrupted_data
+from errors import UserError
 from load_corrupted_data import (
     CIFAR10,
     CIFAR100,
     FASHION_MNIST_DIR,
     MEAN_STD,
     FashionMNIST,
-    UserError,
     corruption_matrix,
+    load_arrays,
     make_noisy_split,
 )
 
@@ -91,19 +94,18 @@ def test_missing_data_is_a_user_error(tmp_path):
 
 
 def cli(root, *args):
-    return run_cli("load_corrupted_data.py", "--data_path", root, *args)
+    return load_corrupted_data.main(["--data_path", root, *args])
 
 
-def test_cli_builds_and_saves_a_split(cifar10_dir, tmp_path):
+def test_cli_builds_and_saves_a_split(cifar10_dir, tmp_path, capsys):
     root, (_, labels, _) = cifar10_dir
     out = tmp_path / "split.npz"
-    proc = cli(root, "--num_meta", "100", "--corruption_type", "flip", "--seed", "4", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    cli(root, "--num_meta", "100", "--corruption_type", "flip", "--seed", "4", "--out", str(out))
     saved = np.load(out)
     meta_idx, train_idx, noisy = make_noisy_split(labels, 10, 100, "flip", 0.4, 4)
     np.testing.assert_array_equal(saved["train_idx"], train_idx)
     np.testing.assert_array_equal(saved["noisy_labels"], noisy)
-    assert "actual share of wrong labels" in proc.stdout
+    assert "actual share of wrong labels" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -116,28 +118,79 @@ def test_cli_builds_and_saves_a_split(cifar10_dir, tmp_path):
         (["--corruption_type", "gaussian"], ["unknown corruption type"]),
     ],
 )
-def test_cli_bad_input_is_one_line(cifar10_dir, args, fragments):
+def test_cli_bad_input_is_a_user_error(cifar10_dir, args, fragments):
     root, _ = cifar10_dir
-    assert_one_line_error(cli(root, "--num_meta", "100", *args), *fragments)
+    with pytest.raises(UserError) as e:
+        cli(root, "--num_meta", "100", *args)
+    assert all(f in str(e.value) for f in fragments) and "\n" not in str(e.value)
 
 
 def test_cli_missing_data_says_where_and_what_to_do(tmp_path):
-    proc = cli(str(tmp_path))
-    assert_one_line_error(proc, str(tmp_path), "--data_path", "download")
-    proc = run_cli("load_corrupted_data.py", "--dataset", "fashionmnist", "--data_path", str(tmp_path))
-    assert_one_line_error(proc, "train-images-idx3-ubyte", "dataset-fashion-mnist")
+    """One real process for the CLI's wiring; the rest in-process."""
+    assert_one_line_error(
+        run_cli("load_corrupted_data.py", "--data_path", str(tmp_path)),
+        str(tmp_path),
+        "--data_path",
+        "download",
+        code=1,
+    )
+    with pytest.raises(UserError, match="train-images-idx3-ubyte.*dataset-fashion-mnist.*--download"):
+        load_corrupted_data.main(["--dataset", "fashionmnist", "--data_path", str(tmp_path)])
 
 
-def test_cli_corrupt_files_are_one_line(tmp_path):
+def corrupt(path, content):
+    with open(path, "wb") as f:
+        f.write(content)
+
+
+class Payload:
+    """A pickle that runs code when loaded (it would create `marker`)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_corrupt_and_foreign_data_files_are_one_line(tmp_path):
     write_cifar(str(tmp_path), "cifar10", per_class=20)
-    with open(tmp_path / "cifar-10-batches-py" / "data_batch_3", "wb") as f:
-        f.write(b"not a pickle at all")
-    assert_one_line_error(cli(str(tmp_path), "--num_meta", "10"), "data_batch_3", "corrupt")
+    folder = tmp_path / "cifar-10-batches-py"
+    original = (folder / "data_batch_3").read_bytes()
+    cases = [
+        (b"not a pickle at all", "corrupt"),
+        (
+            pickle.dumps({"data": Payload(str(tmp_path / "marker")), "labels": []}),
+            "open is not allowed in a CIFAR file",
+        ),
+        (pickle.dumps({"data": np.zeros((4, 3072), np.float32), "labels": [0] * 4}), "float32"),
+        (pickle.dumps({"labels": [0]}), "not a dict with data and labels"),
+    ]
+    for content, fragment in cases:
+        corrupt(folder / "data_batch_3", content)
+        with pytest.raises(UserError, match=fragment):
+            load_arrays("cifar10", str(tmp_path), True)
+    assert not (tmp_path / "marker").exists()  # the payload never ran
+    corrupt(folder / "data_batch_3", original)
+    assert load_arrays("cifar10", str(tmp_path), True)[0].shape == (200, 32, 32, 3)
+
+
+def test_corrupt_fashion_mnist_files_are_one_line(tmp_path):
     fashion = tmp_path / "fm"
     write_fashion(str(fashion))
     path = fashion / "train-images-idx3-ubyte.gz"
-    path.write_bytes(path.read_bytes()[:1000])  # a truncated download
-    proc = run_cli(
-        "load_corrupted_data.py", "--dataset", "fashionmnist", "--data_path", str(fashion), "--num_meta", "10"
-    )
-    assert_one_line_error(proc, "train-images-idx3-ubyte.gz", "corrupt")
+    good = path.read_bytes()
+    for content in (
+        good[:1000],
+        good[:20] + bytes(b ^ 0xFF for b in good[20:200]) + good[200:],
+    ):  # truncated; a bad stream
+        corrupt(path, content)
+        with pytest.raises(UserError, match="train-images-idx3-ubyte.gz is corrupt"):
+            load_arrays("fashionmnist", str(fashion), True)
+
+
+def test_fashion_mnist_where_torchvision_downloads_it(tmp_path):
+    """--download puts the idx files under <data_path>/FashionMNIST/raw; they are found there."""
+    write_fashion(str(tmp_path / "FashionMNIST" / "raw"), per_class=30)
+    images, labels, _ = load_arrays("fashionmnist", str(tmp_path), True)
+    assert images.shape == (300, 32, 32, 3) and len(labels) == 300

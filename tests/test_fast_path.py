@@ -97,7 +97,8 @@ def test_benchmark_smoke_run(tmp_path):
 
 def test_cpu_fast_evaluation_equals_plain_evaluation():
     # channels_last and batches of 100 (the CPU's fast path) change neither the test loss nor the accuracy.
-    from training import EVAL_BATCH, evaluate
+    from components import EVAL_BATCH
+    from training import evaluate
 
     torch.manual_seed(0)
     model = ResNet32(10)

@@ -36,11 +36,10 @@ def optimisers(model, vnet):
     return opt, torch.optim.Adam(vnet.parameters(), 1e-3, weight_decay=1e-4)
 
 
-def run(model, vnet, batch, meta, normalize, meta_grad, steps=1):
+def run(model, vnet, batch, meta, normalize, meta_grad):
     model, vnet = copy.deepcopy(model), copy.deepcopy(vnet)
     opt, vopt = optimisers(model, vnet)
-    for _ in range(steps):
-        out = mwnet_step(model, vnet, opt, vopt, *batch, *meta, LR, normalize=normalize, meta_grad=meta_grad)
+    out = mwnet_step(model, vnet, opt, vopt, *batch, *meta, LR, normalize=normalize, meta_grad=meta_grad)
     return model, vnet, out
 
 
@@ -63,9 +62,8 @@ def legacy_meta_loss(model, vnet, batch, meta, normalize):
 @pytest.mark.parametrize("arch", ["resnet", "wrn"])
 def test_jvp_equals_double_backward(arch, normalize):
     model, vnet, batch, meta = setting(arch)
-    _, _, out_jvp = run(model, vnet, batch, meta, normalize, "jvp")
+    _, v_jvp, out_jvp = run(model, vnet, batch, meta, normalize, "jvp")
     _, v_db, out_db = run(model, vnet, batch, meta, normalize, "double_backward")
-    _, v_jvp, _ = run(model, vnet, batch, meta, normalize, "jvp")
     a, b = vnet_grad(v_jvp), vnet_grad(v_db)
     assert b.norm() > 0  # the meta-weight-net learns something
     assert ((a - b).norm() / b.norm()).item() < 1e-9
@@ -210,16 +208,67 @@ def test_bad_meta_grad():
         mwnet_step(model, vnet, opt, vopt, *batch, *meta, LR, meta_grad="exact")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_no_host_synchronisation_on_cuda():
-    model, vnet = ResNet32(10).cuda(), VNet(1, 100, 1).cuda()
-    opt, vopt = optimisers(model, vnet)
-    x, y = torch.randn(16, 3, 32, 32, device="cuda"), torch.randint(0, 10, (16,), device="cuda")
-    mwnet_step(model, vnet, opt, vopt, x, y, x[:8], y[:8], LR)  # warm-up: lazy initialisation may sync
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for meta_grad in ("jvp", "double_backward"):
-            mwnet_step(model, vnet, opt, vopt, x, y, x[:8], y[:8], LR, meta_grad=meta_grad)
-        l2rw_step(model, opt, x, y, x[:8], y[:8], LR)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+def class_imbalance_step(model, vnet, optimizer_a, optimizer_c, x, y, mx, my, meta_lr):
+    """The class-imbalance code's iteration, literally (its train(), one batch): a throwaway model with the
+    real one's state, V fed the per-sample loss itself (not detached), weights normalised by their sum."""
+    meta_model = copy.deepcopy(model)
+    cost = F.cross_entropy(meta_model(x), y, reduction="none")
+    cost_v = torch.reshape(cost, (len(cost), 1))
+    v_lambda = vnet(cost_v)
+    norm_c = torch.sum(v_lambda)
+    v_lambda_norm = v_lambda / norm_c if norm_c != 0 else v_lambda
+    l_f_meta = torch.sum(cost_v * v_lambda_norm)
+    grads = torch.autograd.grad(l_f_meta, list(meta_model.params()), create_graph=True)
+    meta_model.update_params(lr_inner=meta_lr, source_params=grads)
+    l_g_meta = F.cross_entropy(meta_model(mx), my)
+    optimizer_c.zero_grad()
+    l_g_meta.backward()
+    optimizer_c.step()
+    cost_w = F.cross_entropy(model(x), y, reduction="none")
+    cost_v = torch.reshape(cost_w, (len(cost_w), 1))
+    with torch.no_grad():
+        w_new = vnet(cost_v)
+    norm_v = torch.sum(w_new)
+    w_v = w_new / norm_v if norm_v != 0 else w_new
+    l_f = torch.sum(cost_v * w_v)
+    optimizer_a.zero_grad()
+    l_f.backward()
+    optimizer_a.step()
+
+
+def class_imbalance_optimisers(model, vnet):
+    """Its optimisers: Nesterov SGD for both (the meta-net's lr raised from 1e-5 so that its step shows)."""
+    a = torch.optim.SGD(model.parameters(), LR, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    return a, torch.optim.SGD(vnet.parameters(), 1e-2, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+@pytest.mark.parametrize("meta_grad", ["jvp", "double_backward"])
+def test_undetached_vnet_input_equals_the_class_imbalance_code(meta_grad):
+    """detach_vnet_input=False with normalised weights is the class-imbalance code's step, in float64, over two
+    iterations (momentum takes part): the same meta-weight-net and the same model after each."""
+    model, vnet, batch, meta = setting("resnet", seed=4)
+    ours, our_vnet = copy.deepcopy(model), copy.deepcopy(vnet)
+    opt, vopt = class_imbalance_optimisers(ours, our_vnet)
+    ref, ref_vnet = copy.deepcopy(model), copy.deepcopy(vnet)
+    ref_opt, ref_vopt = class_imbalance_optimisers(ref, ref_vnet)
+    for _ in range(2):
+        mwnet_step(
+            ours, our_vnet, opt, vopt, *batch, *meta, LR, normalize=True, meta_grad=meta_grad, detach_vnet_input=False
+        )
+        class_imbalance_step(ref, ref_vnet, ref_opt, ref_vopt, *batch, *meta, LR)
+        a, b = vnet_grad(our_vnet), vnet_grad(ref_vnet)
+        assert b.norm() > 0 and ((a - b).norm() / b.norm()).item() < 1e-9
+        for key, value in our_vnet.state_dict().items():
+            torch.testing.assert_close(value, ref_vnet.state_dict()[key], rtol=0, atol=1e-12, msg=key)
+        for key, value in ours.state_dict().items():
+            torch.testing.assert_close(value, ref.state_dict()[key], rtol=0, atol=1e-12, msg=key)
+    # The flag matters: fed the detached loss, the meta-gradient is another one.
+    detached = copy.deepcopy(vnet)
+    m = copy.deepcopy(model)
+    o, vo = class_imbalance_optimisers(m, detached)
+    mwnet_step(m, detached, o, vo, *batch, *meta, LR, normalize=True, meta_grad=meta_grad)
+    first = copy.deepcopy(vnet)
+    m = copy.deepcopy(model)
+    o, vo = class_imbalance_optimisers(m, first)
+    mwnet_step(m, first, o, vo, *batch, *meta, LR, normalize=True, meta_grad=meta_grad, detach_vnet_input=False)
+    assert ((vnet_grad(detached) - vnet_grad(first)).norm() / vnet_grad(first).norm()).item() > 1e-3

@@ -1,164 +1,324 @@
-"""Reproduction tooling: the summary beside the paper, the figures, the runner, a table script."""
+"""From runs to tables and figures: the runner's decisions, the table scripts, summarize.py, plot.py, SLURM."""
 
 import csv
 import json
 import os
+import shlex
+import signal
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, write_cifar
+from conftest import CPU_ENV, FAST, MW, ROOT, SHORT, run_main, snapshot, stop_at, write_cifar
 
+from options import parse_args
 from scripts import plot, runner, summarize
 
+FLIP = ["--epochs", "60", "--milestones", "40", "50"]
 
-def fake_run(path, best, last, **config):
+
+def fake_run(path, best, last, flags, status="finished", curve=None, weights=(0.9, 0.2)):
+    """A run directory as the scripts write it, with the flags' full configuration."""
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "results.json"), "w") as f:
-        json.dump({"best_test_acc": best, "last_test_acc": last}, f)
+    config = {**vars(parse_args(MW, flags)), "vnet_loss_grid": [0.0, 2.5, 5.0], "seeds": [1, 2, 3]}
+    json.dump(config, open(os.path.join(path, "config.json"), "w"))
+    if status:
+        json.dump(
+            {"status": status, "best_test_acc": best, "last_test_acc": last},
+            open(os.path.join(path, "results.json"), "w"),
+        )
+    line = {"epoch": 1.0, "test_acc": last, "weight_clean": weights[0], "weight_noisy": weights[1], "vnet_curve": curve}
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def flip_flags(p, seed=1, method="mwnet", kind="flip2", extra=()):
+    return [
+        "--dataset",
+        "cifar10",
+        "--corruption_type",
+        kind,
+        "--corruption_prob",
+        p,
+        "--seed",
+        str(seed),
+        *FLIP,
+        "--method",
+        method,
+        *extra,
+    ]
 
 
 def test_summarize_means_paper_and_missing_cells(tmp_path, capsys):
     cell = tmp_path / "flip_resnet32" / "cifar10" / "flip2_p0.2"
-    fake_run(cell / "mwnet" / "seed1", 90.0, 89.0)
-    fake_run(cell / "mwnet" / "seed2", 91.0, 90.0)
-    fake_run(cell / "erm_long" / "seed1", 70.0, 65.0)
-    os.makedirs(cell / "l2rw" / "seed1")  # started, not finished: no results.json
+    fake_run(cell / "mwnet" / "seed1", 90.0, 89.0, flip_flags("0.2", 1))
+    fake_run(cell / "mwnet" / "seed2", 91.0, 90.0, flip_flags("0.2", 2))
+    fake_run(
+        cell / "erm_long" / "seed1",
+        70.0,
+        65.0,
+        flip_flags("0.2", 1, "erm", extra=["--epochs", "120", "--milestones", "80", "100"]),
+    )
     out_csv = tmp_path / "cells.csv"
-    assert summarize.main(["--runs", str(tmp_path), "--csv", str(out_csv)]) == 0
+    assert summarize.main(["--runs", str(tmp_path), "--csv", str(out_csv), "--weights"]) == 0
     text = capsys.readouterr().out
+    assert "### Flip noise (flip2), ResNet-32: cifar10" in text
     assert "best 90.50 ± 0.71, last 89.50 ± 0.71 (n=2); paper 90.33 ± 0.61 (+0.17)" in text
     assert "best 70.00 ± 0.00, last 65.00 ± 0.00 (n=1); paper 76.83 ± 2.30 (-6.83)" in text
     assert "missing; paper 87.86 ± 0.36" in text  # L2RW at 20 %: no finished seed
     assert "| Plain, same schedule | missing | missing | missing |" in text  # no paper figure for this row
+    assert "| MW-Net | missing | clean 0.900 / noisy 0.200 (n=2) | missing |" in text
     rows = list(csv.DictReader(open(out_csv)))
-    assert len(rows) == 4 * 3
+    assert len(rows) == 4 * 3 and {"weight_clean", "weight_noisy", "v_low", "v_high", "conflict"} <= set(rows[0])
     missing = [r for r in rows if r["n"] == "0"]
     assert len(missing) == 10 and all(r["best_mean"] == "" and r["last_mean"] == "" for r in missing)
     hit = next(r for r in rows if r["row"] == "mwnet" and r["setting"] == "0.2")
-    assert float(hit["best_mean"]) == 90.5 and float(hit["paper"]) == 90.33
+    assert float(hit["best_mean"]) == 90.5 and float(hit["paper"]) == 90.33 and float(hit["weight_noisy"]) == 0.2
 
 
-def test_summarize_weights(tmp_path, capsys):
-    cell = tmp_path / "fashionmnist_resnet32" / "fashionmnist" / "unif_p0.6"
-    for seed, (clean, noisy, v0) in enumerate([(0.9, 0.1, 1.0), (0.8, 0.3, 0.8)], 1):
-        run = cell / "mwnet" / f"seed{seed}"
-        fake_run(run, 80.0, 79.0)
-        json.dump({"vnet_loss_grid": [0.0, 2.5, 5.0]}, open(run / "config.json", "w"))
-        with open(run / "metrics.jsonl", "w") as f:  # only the last line counts
-            f.write(json.dumps({"weight_clean": 0.5, "weight_noisy": 0.5, "vnet_curve": [0.5] * 3}) + "\n")
-            f.write(json.dumps({"weight_clean": clean, "weight_noisy": noisy, "vnet_curve": [v0, 0.5, 0.1]}) + "\n")
-    assert summarize.main(["--runs", str(tmp_path), "--weights"]) == 0
+def test_summarize_leaves_out_dry_unfinished_diverged_and_misplaced_runs(tmp_path, capsys):
+    cell = tmp_path / "flip_resnet32" / "cifar10" / "flip2_p0.2" / "mwnet"
+    fake_run(cell / "seed1", 90.0, 89.0, flip_flags("0.2", 1))
+    fake_run(cell / "seed2", 10.0, 10.0, flip_flags("0.2", 2, extra=["--dry_run"]))
+    fake_run(cell / "seed3", 50.0, 50.0, flip_flags("0.2", 3), status=None)
+    fake_run(cell / "seed4", 20.0, 20.0, flip_flags("0.2", 4), status="diverged")
+    fake_run(cell / "seed5", 99.0, 99.0, flip_flags("0.4", 5))  # a 40 % run in the 20 % folder
+    assert summarize.main(["--runs", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "| MW-Net | missing | clean 0.850 / noisy 0.200; V(0) 0.900, V(5) 0.100 (n=2) | missing | missing |" in text
-    assert "| L2RW | missing | missing | missing | missing |" in text
+    assert "best 90.00 ± 0.00, last 89.00 ± 0.00 (n=1)" in text
+    assert "Left out: 1 diverged, 1 dry run, 1 misplaced (its flags do not match its folder), 1 unfinished" in text
+
+
+def test_summarize_reports_a_conflict_instead_of_pooling(tmp_path, capsys):
+    cell = tmp_path / "flip_resnet32" / "cifar10" / "flip2_p0.4" / "mwnet"
+    fake_run(cell / "seed1", 90.0, 89.0, flip_flags("0.4", 1))
+    fake_run(cell / "seed2", 80.0, 79.0, flip_flags("0.4", 2, extra=["--lr", "0.2"]))
+    summarize.main(["--runs", str(tmp_path), "--csv", str(tmp_path / "c.csv")])
+    text = capsys.readouterr().out
+    assert "conflict: 2 configurations (lr 0.1 vs 0.2); paper 87.54" in text and "85.00" not in text
+    hit = next(r for r in csv.DictReader(open(tmp_path / "c.csv")) if r["setting"] == "0.4" and r["row"] == "mwnet")
+    assert hit["n"] == "0" and hit["best_mean"] == "" and "lr 0.1 vs 0.2" in hit["conflict"]
+
+
+def test_flip_and_flip2_make_separate_rows(tmp_path, capsys):
+    for kind, best in (("flip", 80.0), ("flip2", 90.0)):
+        run = tmp_path / "flip_resnet32" / "cifar10" / f"{kind}_p0.4" / "mwnet" / "seed1"
+        fake_run(run, best, best, flip_flags("0.4", kind=kind))
+    summarize.main(["--runs", str(tmp_path)])
+    rows = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| MW-Net")}
+    assert "best 80.00 ± 0.00, last 80.00 ± 0.00 (n=1)" in rows["| MW-Net (flip)"]
+    assert "best 90.00 ± 0.00, last 90.00 ± 0.00 (n=1)" in rows["| MW-Net (flip2)"]
 
 
 def test_summarize_remark_and_no_runs(tmp_path, capsys):
-    fake_run(tmp_path / "uniform_wrn" / "cifar10" / "unif_p0.4" / "erm" / "seed1", 88.0, 87.0)
+    flags = ["--corruption_type", "unif", "--corruption_prob", "0.4", "--method", "erm"]
+    fake_run(tmp_path / "uniform_wrn" / "cifar10" / "unif_p0.4" / "erm" / "seed1", 88.0, 87.0, flags)
     summarize.main(["--runs", str(tmp_path)])
     assert "paper 88.50 (-0.50)" in capsys.readouterr().out  # the authors' figure for MW-Net's schedule
     assert summarize.main(["--runs", str(tmp_path / "empty")]) == 2
 
 
-def plot_run(path, method):
-    os.makedirs(path)
+def plot_run(path, method, seed=1, shift=0.0, flags=()):
     grid = [i / 10 for i in range(101)]
-    config = {
-        "method": method,
-        "dataset": "fashionmnist",
-        "corruption_type": "unif",
-        "corruption_prob": 0.4,
-        "seed": 1,
-        "imb_factor": None,
-        "vnet_loss_grid": grid,
-    }
-    json.dump(config, open(path / "config.json", "w"))
-    curve = [1 / (1 + np.exp(x - 3)) for x in grid] if method == "mwnet" else None
+    curve = [1 / (1 + np.exp(x - 3 - shift)) for x in grid] if method == "mwnet" else None
+    fake_run(
+        path, 60.0, 60.0, ["--dataset", "fashionmnist", "--method", method, "--seed", str(seed), *flags], curve=curve
+    )
+    config = json.load(open(path / "config.json"))
+    json.dump({**config, "vnet_loss_grid": grid}, open(path / "config.json", "w"))
     with open(path / "metrics.jsonl", "w") as f:
         for i in (1, 2):
-            f.write(json.dumps({"epoch": i, "test_acc": 50.0 + i, "vnet_curve": curve}) + "\n")
-    rng = np.random.default_rng(0)
-    np.savez(path / "weights.npz", weight=rng.random(50), is_noisy=rng.random(50) < 0.4)
+            f.write(json.dumps({"epoch": i, "test_acc": 50.0 + i + shift, "vnet_curve": curve}) + "\n")
+    rng = np.random.default_rng(seed)
+    weight = rng.random(50) if method == "mwnet" else rng.random(50) / 50
+    np.savez(path / "weights.npz", weight=weight, is_noisy=rng.random(50) < 0.4)
 
 
-def test_plot_writes_the_figures(tmp_path):
-    plot_run(tmp_path / "a", "mwnet")
-    plot_run(tmp_path / "b", "erm")
-    assert plot.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "fig")]) == 0
-    for name in ("weighting_function.png", "weight_histograms.png", "test_accuracy.png"):
-        data = (tmp_path / "fig" / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
-    assert plot.main([str(tmp_path / "nothing")]) == 2
-
-
-def test_plot_labels_name_the_table_row(tmp_path):
+def test_plot_writes_every_figure_in_each_format(tmp_path, capsys):
+    plot_run(tmp_path / "mwnet" / "seed1", "mwnet", 1)
+    plot_run(tmp_path / "mwnet" / "seed2", "mwnet", 2, shift=0.5)
+    plot_run(tmp_path / "l2rw" / "seed1", "l2rw")
     plot_run(tmp_path / "erm_long" / "seed1", "erm")
-    plot_run(tmp_path / "erm" / "seed1", "erm")
-    assert plot.load_run(str(tmp_path / "erm_long" / "seed1"))["label"].startswith("erm_long, fashionmnist, unif 40%")
-    assert plot.load_run(str(tmp_path / "erm" / "seed1") + "/")["label"].startswith("erm, fashionmnist")
+    runs = [str(tmp_path / d) for d in ("mwnet/seed1", "mwnet/seed2", "l2rw/seed1", "erm_long/seed1")]
+    assert plot.main([*runs, "--out", str(tmp_path / "fig"), "--format", "png,pdf,svg"]) == 0
+    for name in ("weighting_function", "weight_histograms", "test_accuracy"):
+        assert (tmp_path / "fig" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "fig" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+        assert b"<svg" in (tmp_path / "fig" / f"{name}.svg").read_bytes()[:500]
+    assert plot.main([str(tmp_path / "nothing")]) == 2
+    assert plot.main([*runs, "--format", "jpg"]) == 2
 
 
-def test_runner_skips_resumes_and_writes_slurm(tmp_path):
-    done, partial, fresh = tmp_path / "done", tmp_path / "partial", tmp_path / "fresh"
-    fake_run(done, 1.0, 1.0)
-    os.makedirs(partial)
-    (partial / "checkpoint.pt").write_bytes(b"x")
-    # Each command records its arguments, then writes results.json into its --out.
-    script = "import json, os, sys; o = sys.argv[sys.argv.index('--out') + 1]; os.makedirs(o, exist_ok=True); json.dump(sys.argv, open(os.path.join(o, 'results.json'), 'w'))"
-    commands = tmp_path / "commands.txt"
-    commands.write_text("".join(f'python3 -c "{script}" --out {d}\n' for d in (done, partial, fresh)))
-    slurm = tmp_path / "jobs.sbatch"
-    assert runner.main([str(commands), "--slurm", str(slurm)]) == 0
-    text = slurm.read_text()
-    assert "#SBATCH --array=0-1" in text and "--resume" in text
-    assert len(open(str(slurm) + ".commands").readlines()) == 2
-    assert runner.main([str(commands), "--gpus", "cpu,cpu"]) == 0
-    assert json.load(open(done / "results.json")) == {"best_test_acc": 1.0, "last_test_acc": 1.0}  # skipped
-    assert json.load(open(partial / "results.json"))[-2:] == ["--resume", str(partial)]
-    assert "--resume" not in json.load(open(fresh / "results.json"))
-    assert (tmp_path / "fresh.log").exists()
-
-
-def test_flip_table_script_dry_run_on_synthetic_cifar(tmp_path):
-    data = tmp_path / "data"
-    write_cifar(str(data), "cifar10", per_class=120)
-    write_cifar(str(data), "cifar100", per_class=12)
-    runs = tmp_path / "runs"
-    env = dict(
-        os.environ, DRY_RUN="1", DATA=str(data), RUNS=str(runs), SEEDS="1", GPUS="cpu,cpu", EXTRA="--batch_size 16"
+def test_plot_series_labels_axes_and_panels(tmp_path):
+    plot_run(tmp_path / "a" / "mwnet" / "seed1", "mwnet", 1)
+    plot_run(tmp_path / "a" / "mwnet" / "seed2", "mwnet", 2, shift=0.5)
+    plot_run(tmp_path / "b" / "mwnet" / "seed1", "mwnet", 1, flags=["--corruption_prob", "0.6"])
+    plot_run(tmp_path / "b" / "erm_long" / "seed1", "erm")
+    plot_run(tmp_path / "c" / "run", "erm", flags=["--epochs", "3"])
+    plot_run(tmp_path / "d" / "l2rw" / "seed1", "l2rw")
+    paths = [
+        str(tmp_path / p)
+        for p in ("a/mwnet/seed1", "a/mwnet/seed2", "b/mwnet/seed1", "b/erm_long/seed1", "c/run", "d/l2rw/seed1")
+    ]
+    series = plot.make_series(paths)
+    labels = sorted(s.label for s in series)
+    assert labels == ["L2RW", "MW-Net, unif 40%", "MW-Net, unif 60%", "Plain (BaseModel schedule)", "Plain training"]
+    two_seeds = next(s for s in series if s.label == "MW-Net, unif 40%")
+    x, mean, low, high = plot.vnet_curves(two_seeds)
+    assert len(two_seeds.runs) == 2 and np.all(low < high) and np.all((low <= mean) & (mean <= high))
+    with plot.plt.rc_context(plot.STYLE):
+        v = plot.plot_weighting_function(series)
+        assert v.axes[0].get_ylim() == (0, 1) and len(v.axes[0].collections) == 1  # one band: the two seeds
+        hist = plot.plot_weight_histograms(series)
+    mw_axes, l2rw_axes = hist.axes[:2], hist.axes[2:]
+    assert mw_axes[0].get_shared_y_axes().joined(*mw_axes) and not mw_axes[0].get_shared_x_axes().joined(
+        mw_axes[0], l2rw_axes[0]
     )
+    assert l2rw_axes[0].get_xlim()[1] < 0.1 and mw_axes[0].get_xlim()[1] >= 1  # L2RW's weights on their own scale
+    assert [s.label for s in plot.make_series(paths, labels=["A", "B", "C", "D", "E"])] == ["A", "B", "C", "D", "E"]
+    with pytest.raises(plot.UserError, match="2 labels for 5 configurations"):
+        plot.make_series(paths, labels=["A", "B"])
+
+
+def command(out, *flags):
+    return shlex.join([sys.executable, os.path.join(ROOT, MW), "--out", str(out), *flags])
+
+
+def test_the_runner_decides_from_what_each_directory_holds(capsys, cifar10_dir, tmp_path, monkeypatch):
+    root, _ = cifar10_dir
+    flags = ["--data_path", root, *FAST, "--dry_run", "--device", "cpu"]
+    done, stopped, diverged = tmp_path / "done", tmp_path / "stopped", tmp_path / "diverged"
+    assert run_main(capsys, MW, "--out", str(done), *flags).returncode == 0
+    assert run_main(capsys, MW, "--out", str(diverged), *flags, "--lr", "1e6").returncode == 3
+    stop_at(monkeypatch, 3)
+    assert run_main(capsys, MW, "--out", str(stopped), *flags).returncode == 128 + signal.SIGUSR1
+    before = snapshot(done)
+    cases = [
+        (command(done, *flags), "done", ""),
+        (
+            command(done, *flags, "--lr", "0.2"),
+            "refused",
+            "holds a finished run of another configuration (lr 0.1 vs 0.2)",
+        ),
+        (command(done, *[f for f in flags if f != "--dry_run"]), "refused", "dry_run True vs False"),
+        (command(done, *flags, "--data_path", "elsewhere", "--device", "cuda"), "done", ""),  # free flags
+        (command(stopped, *flags), "resume", ""),
+        (command(diverged, *flags, "--lr", "1e6"), "diverged", "diverged before"),
+        (command(tmp_path / "new", *flags), "run", ""),
+        (command(tmp_path / "x", "--lr", "nan"), "refused", "bad flags"),
+    ]
+    for line, action, reason in cases:
+        task = runner.plan_task(line)
+        assert (task.action, reason in task.reason) == (action, True), (line, task.action, task.reason)
+    assert runner.plan_task(command(stopped, *flags)).words[-2:] == ["--resume", str(stopped)]
+    assert snapshot(done) == before
+
+
+def table(env, **extra):
+    env = {**env, **extra}
     proc = subprocess.run(
-        ["bash", "scripts/table_flip_resnet32.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "24 finished, 0 failed" in proc.stdout
-    results = sorted(runs.glob("flip_resnet32/*/*/*/seed1/results.json"))
-    assert len(results) == 2 * 3 * 4
-    config = json.load(open(runs / "flip_resnet32/cifar100/flip2_p0.4/erm_long/seed1/config.json"))
-    assert (config["epochs"], config["milestones"], config["method"], config["dry_run"]) == (
-        120,
-        [80, 100],
-        "erm",
-        True,
-    )
-    cells = summarize.cells(str(runs), "flip_resnet32", "cifar10")
-    assert all(c["n"] == 1 for c in cells)
-    again = subprocess.run(
         ["bash", "scripts/table_flip_resnet32.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
-    assert "24 runs, 24 done, 0 to run" in again.stdout
+    return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("script", ["table_uniform_wrn.sh", "table_longtail_resnet32.sh", "table_fashionmnist.sh"])
-def test_other_table_scripts_print_every_cell(script):
+def test_a_dry_table_then_a_short_real_table_runs_every_real_cell(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    write_cifar(str(data), "cifar10", per_class=120)
+    env = dict(CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", DATASETS="cifar10", GPUS="cpu,cpu")
+    code, out = table(env, DRY_RUN="1", EXTRA="--batch_size 16 --num_meta 100")
+    assert code == 0 and "runner: 12 runs: 12 finished" in out, out
+    short = "--batch_size 16 --num_meta 100 --epochs 0.03 --eval_every 0.03"  # 2 iterations of every real cell
+    code, out = table(env, EXTRA=short)
+    assert code == 0 and "runner: 12 runs: 12 finished" in out, out  # the dry runs did not count as done
+    real = sorted(runs.glob("flip_resnet32/cifar10/*/*/seed1/results.json"))
+    dry = sorted(runs.glob("dry/flip_resnet32/cifar10/*/*/seed1/results.json"))
+    assert len(real) == len(dry) == 12
+    assert all(json.load(open(p.parent / "config.json"))["dry_run"] is False for p in real)
+    code, out = table(env, EXTRA=short)
+    assert code == 0 and "runner: 12 runs: 12 skipped (done)" in out, out
+    before = snapshot(runs / "flip_resnet32")
+    code, out = table(env, EXTRA=short + " --lr 0.05")  # another configuration in the same folders
+    assert code == 1 and "runner: 12 runs: 12 refused" in out and "(lr 0.1 vs 0.05)" in out, out
+    assert snapshot(runs / "flip_resnet32") == before
+
+
+def test_ctrl_c_stops_the_runner_and_its_runs_cleanly(cifar10_dir, tmp_path):
+    root, _ = cifar10_dir
+    runs = [tmp_path / "a", tmp_path / "b"]
+    listing = tmp_path / "commands.txt"
+    listing.write_text("".join(command(r, "--data_path", root, *SHORT, "--epochs", "2") + "\n" for r in runs))
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/runner.py", str(listing), "--gpus", "cpu,cpu"],
+        cwd=ROOT,
+        env=CPU_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not all((r / "checkpoint.pt").exists() for r in runs) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in out, out
+    assert "runner: 2 runs: 2 stopped" in out, out
+    for r in runs:
+        assert not (r / "results.json").exists() and "stopped by SIGTERM" in (r / "train.log").read_text()
+
+
+def test_slurm_array_directives_and_its_task(cifar10_dir, tmp_path, monkeypatch, capsys):
+    root, _ = cifar10_dir
+    listing = tmp_path / "commands.txt"
+    flags = ["--data_path", root, *FAST, "--dry_run"]
+    listing.write_text(command(tmp_path / "a", *flags) + "\n" + command(tmp_path / "b", *flags, "--lr", "nan") + "\n")
+    for var in ("JOB_PARTITION", "JOB_ACCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("JOB_TIME", "2:00:00")
+    sbatch = tmp_path / "jobs.sbatch"
+    assert runner.main([str(listing), "--slurm", str(sbatch)]) == 1  # one command refused (bad flag), one written
+    text = sbatch.read_text()
+    for directive in (
+        "--array=0-0%16",
+        "--time=2:00:00",
+        "--mem=16G",
+        "--requeue",
+        "--signal=B:USR1@300",
+        "--gres=gpu:1",
+    ):
+        assert f"#SBATCH {directive}" in text, directive
+    assert "--partition" not in text and "--account" not in text and "scontrol requeue" in text
+    assert f"{sbatch}.commands" in text and os.path.exists(f"{sbatch}.commands")  # the header names a file that exists
+    assert subprocess.run(["bash", "-n", str(sbatch)]).returncode == 0
+    assert runner.main([str(listing), "--slurm", str(sbatch), "--partition", "gpu", "--account", "lab"]) == 1
+    assert "#SBATCH --partition=gpu\n#SBATCH --account=lab\n" in sbatch.read_text()
+    task = subprocess.run(
+        [sys.executable, "scripts/runner.py", f"{sbatch}.commands", "--task", "0"],
+        cwd=ROOT,
+        env=CPU_ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert task.returncode == 0 and f"task 0: {tmp_path / 'a'}: run" in task.stdout, task.stdout + task.stderr
+    assert json.load(open(tmp_path / "a" / "results.json"))["status"] == "finished"  # it became the training process
+    assert (
+        runner.main([f"{sbatch}.commands", "--task", "0"]) == 0 and ": done" in capsys.readouterr().out
+    )  # requeued after the end
+
+
+@pytest.mark.parametrize(
+    "script,runs", [("table_uniform_wrn.sh", 120), ("table_longtail_resnet32.sh", 240), ("table_fashionmnist.sh", 80)]
+)
+def test_other_table_scripts_print_every_cell(script, runs):
     env = dict(os.environ, PRINT="1", SEEDS="1 2 3 4 5")
     proc = subprocess.run(["bash", f"scripts/{script}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     lines = proc.stdout.strip().splitlines()
-    expected = {
-        "table_uniform_wrn.sh": 2 * 3 * 4 * 5,
-        "table_longtail_resnet32.sh": 2 * 6 * 4 * 5,
-        "table_fashionmnist.sh": 4 * 4 * 5,
-    }[script]
-    assert proc.returncode == 0 and len(lines) == expected
-    assert len({line.split("--out ")[1].split()[0] for line in lines}) == expected  # one directory per run
+    assert proc.returncode == 0 and len(lines) == runs
+    assert len({line.split("--out ")[1].split()[0] for line in lines}) == runs  # one directory per run
+    if script == "table_longtail_resnet32.sh":  # every row trains the classifier the same way
+        assert all("--nesterov true" in line for line in lines)
+        assert all("--real_lr_ahead 1 --meta_sampling random" in line for line in lines if "erm_long" not in line)
+        mwnet = [line for line in lines if "/mwnet/" in line]
+        assert all("--no-detach_vnet_input" in line and "--vnet_lr 1e-5" in line for line in mwnet)

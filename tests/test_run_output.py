@@ -1,0 +1,144 @@
+"""What a run shows and leaves: the start block, one line per evaluation, train.log, the best model,
+--evaluate, the exported weighting function and TensorBoard events."""
+
+import importlib.util
+import json
+import os
+import re
+import signal
+
+import pytest
+import torch
+from conftest import FAST, MW, SHORT, assert_one_line_error, metrics, run_main, snapshot, stop_at
+
+from reporting import Reporter
+
+
+def lines_of(text, prefix):
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_a_run_shows_where_what_and_how_long_then_a_line_per_evaluation(capsys, cifar10_dir, tmp_path):
+    root, _ = cifar10_dir
+    run = tmp_path / "run"
+    result = run_main(capsys, MW, "--dry_run", "--out", str(run), "--data_path", root, *FAST)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("MW-Net.py: mwnet (dry run, ResNet-32) on cifar10, unif noise p=0.4; ")
+    assert re.search(r"unif noise p=0.4; \d+\.\d% of training labels wrong", out)
+    for fragment in (
+        f"run directory  {run}",
+        "device         cpu (1 CPU threads), precision fp32",
+        "data           1100 training, 100 meta, 20 test images",
+        "schedule       4 iterations (2 epochs of 2), lr 0.1 x0.1 at epochs 80, 100; evaluation every 2 iterations",
+    ):
+        assert fragment in out, fragment
+    evals = lines_of(out, "eval  ")
+    records = metrics(run)
+    assert [e.split()[2] for e in evals] == ["2/4", "4/4"]  # one line per evaluation, nothing else
+    for line, record in zip(evals, records, strict=True):
+        for key in ("ep", "lr", "loss", "meta", "w_clean", "w_noisy", "test_loss", "acc", "best", "elapsed", "eta"):
+            assert f"  {key} " in line, key
+        assert f"acc {record['test_acc']:.2f}" in line and f"test_loss {record['test_loss']:.4f}" in line
+    assert "\r" not in out + result.stderr  # not a terminal: no bar redraws
+    results = json.load(open(run / "results.json"))
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"finished: best test accuracy {results['best_test_acc']:.2f}%")
+    assert last.endswith(f"last {results['last_test_acc']:.2f}%; results in {run / 'results.json'}")
+    log = (run / "train.log").read_text().splitlines()
+    assert [line for line in log if not line.startswith("----")] == out.strip().splitlines()
+
+
+def test_print_freq_prints_the_training_losses_every_n_iterations(capsys, cifar10_dir, tmp_path):
+    root, _ = cifar10_dir
+    result = run_main(
+        capsys, MW, "--dry_run", "--print-freq", "1", "--out", str(tmp_path / "r"), "--data_path", root, *FAST
+    )
+    assert [line.split()[2] for line in lines_of(result.stdout, "train ")] == ["1/4", "3/4"]  # 2 and 4 evaluate
+
+
+def test_train_log_keeps_every_session(capsys, cifar10_dir, tmp_path, monkeypatch):
+    root, _ = cifar10_dir
+    run = tmp_path / "run"
+    stop_at(monkeypatch, 6, signal.SIGTERM)
+    assert run_main(capsys, MW, "--out", str(run), "--data_path", root, *SHORT).returncode == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert run_main(capsys, MW, "--resume", str(run)).returncode == 0
+    log = (run / "train.log").read_text()
+    assert log.count("---- ") == 2 and log.count("run directory") == 2 and "resumed        at iteration 6" in log
+    assert "stopped by SIGTERM at iteration 6" in log and log.count("finished: best") == 1
+    assert [line.split()[2] for line in lines_of(log, "eval  ")] == ["4/14", "8/14", "12/14", "14/14"]
+
+
+@pytest.fixture(scope="module")
+def short_run(cifar10_dir, tmp_path_factory):
+    import contextlib
+    import io
+
+    import training
+
+    root, _ = cifar10_dir
+    run = tmp_path_factory.mktemp("short") / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert training.main(MW, ["--out", str(run), "--data_path", root, "--device", "cpu", *SHORT]) == 0
+    return root, run
+
+
+def test_model_best_holds_the_best_evaluation(capsys, short_run):
+    _, run = short_run
+    results = json.load(open(run / "results.json"))
+    best = torch.load(run / "model_best.pt", weights_only=True)  # plain data: loading runs no code
+    assert (best["step"], best["test_acc"]) == (results["best_iteration"], results["best_test_acc"])
+    assert best["vnet"] is not None and best["config"]["out"] == str(run)
+    record = next(m for m in metrics(run) if m["iteration"] == best["step"])
+    before = snapshot(run)
+    for target, step, key in ((run / "model_best.pt", best["step"], "best_test_acc"), (run, 14, "last_test_acc")):
+        result = run_main(capsys, MW, "--evaluate", str(target))
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"(iteration {step}): " in result.stdout
+            and f"test accuracy {results[key]:.2f}% on 20 test images" in result.stdout
+        )
+    assert (
+        f"test loss {record['test_loss']:.4f}" in run_main(capsys, MW, "--evaluate", str(run / "model_best.pt")).stdout
+    )
+    assert snapshot(run) == before  # --evaluate writes nothing
+
+
+def test_evaluate_refuses_changed_flags_and_missing_files(capsys, short_run, tmp_path):
+    root, run = short_run
+    result = run_main(capsys, MW, "--evaluate", str(run), "--lr", "0.3", "--data_path", root)
+    assert_one_line_error(result, "was made with --lr 0.1, not --lr 0.3")
+    assert_one_line_error(run_main(capsys, MW, "--evaluate", str(tmp_path / "none.pt")), "no such checkpoint")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
+def test_tensorboard_events(capsys, cifar10_dir, tmp_path):
+    root, _ = cifar10_dir
+    run = tmp_path / "run"
+    assert (
+        run_main(capsys, MW, "--dry_run", "--tensorboard", "--out", str(run), "--data_path", root, *FAST).returncode
+        == 0
+    )
+    events = os.listdir(run / "tb")
+    assert events and events[0].startswith("events.out.tfevents") and os.path.getsize(run / "tb" / events[0]) > 1000
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"histograms": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"test_acc", "train_loss", "meta_loss", "vnet/V(loss=0)", "vnet/V(loss=10)"} <= set(tags["scalars"])
+    assert {"weights/clean", "weights/noisy"} <= set(tags["histograms"])
+    assert [e.value for e in acc.Scalars("test_acc")] == [m["test_acc"] for m in metrics(run)]
+
+
+def test_on_a_terminal_a_bar_shows_epoch_lr_accuracy_and_best(capsys, tmp_path):
+    report = Reporter(tmp_path / "train.log", terminal=True)
+    report.start(total=3, initial=0, desc="mwnet cifar10")
+    report.advance(0.5, 0.1, None, None)
+    report.line("eval  it 1/3")
+    report.advance(1.0, 0.01, 55.5, 60.25)
+    report.close()
+    err = capsys.readouterr().err
+    assert "mwnet cifar10" in err and "ep 1.00 lr 0.01 acc 55.50 best 60.25" in err
+    assert (tmp_path / "train.log").read_text().splitlines()[1:] == ["eval  it 1/3"]
