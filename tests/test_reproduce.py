@@ -227,7 +227,9 @@ def table(env, **extra):
 def test_a_dry_table_then_a_short_real_table_runs_every_real_cell(tmp_path):
     data, runs = tmp_path / "data", tmp_path / "runs"
     write_cifar(str(data), "cifar10", per_class=120)
-    env = dict(CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", DATASETS="cifar10", GPUS="cpu,cpu")
+    env = dict(
+        CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", DATASETS="cifar10", GPUS="cpu,cpu", PYTHON=sys.executable
+    )
     code, out = table(env, DRY_RUN="1", EXTRA="--batch_size 16 --num_meta 100")
     assert code == 0 and "runner: 12 runs: 12 finished" in out, out
     short = "--batch_size 16 --num_meta 100 --epochs 0.03 --eval_every 0.03"  # 2 iterations of every real cell
