@@ -2,7 +2,11 @@
 classifier, the meta-weight-net and their optimisers. training.py runs the loop over them.
 """
 
+import importlib.metadata
 import os
+import platform
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,3 +158,25 @@ def build_learner(args, num_classes, device, seed):
         else:
             vnet_optimizer = torch.optim.SGD(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **sgd)
     return Learner(model, vnet, optimizer, vnet_optimizer)
+
+
+def environment(device):
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),  # not imported: that takes a second
+        "numpy": np.__version__,
+        "device": str(device),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "numerics": numerics(),
+        "git_commit": commit,
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+    }

@@ -7,16 +7,13 @@ learning rate from Plan.lr_at, a training batch, a meta batch, and one step of t
 (run_files.py), and one line on screen and in train.log (reporting.py). Exit codes: errors.py.
 """
 
-import importlib.metadata
 import math
 import os
-import platform
 import signal
-import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,13 +24,14 @@ from components import (
     build_data,
     build_learner,
     build_model,
+    environment,
     load_test,
-    numerics,
     pick_device,
     set_numerics,
 )
 from errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
 from load_corrupted_data import NUM_CLASSES
+from loop_state import Progress, Tally, checkpoint_state, restore
 from meta_step import erm_step, l2rw_step, mwnet_step
 from options import args_from_stored, given_flags, parse_args
 from reporting import Reporter, TensorBoard, banner, evaluation_line, training_line
@@ -46,7 +44,6 @@ from run_files import (
     config_differences,
     default_run_name,
     model_file,
-    read_json,
 )
 
 LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
@@ -100,82 +97,6 @@ def make_plan(args, batches_per_epoch, n_train):
     return Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
 
 
-class Tally:
-    """Sums since the last evaluation, kept on the device: no host synchronisation per iteration."""
-
-    def __init__(self, device):
-        self.device = device
-        self.reset()
-
-    def reset(self):
-        self.sums = torch.zeros(7, dtype=torch.float64, device=self.device)
-        self.steps = 0
-
-    def add(self, out, noisy):
-        w = out["weights"].double()
-        noisy = noisy.double()
-        row = [
-            out["loss"].double(),
-            out["meta_loss"].double(),
-            out["losses"].double().mean(),
-            (w * (1 - noisy)).sum(),
-            (1 - noisy).sum(),
-            (w * noisy).sum(),
-            noisy.sum(),
-        ]
-        self.sums += torch.stack(row)
-        self.steps += 1
-
-    def read(self):
-        """(means since the last evaluation, whether every loss and weight summed was finite): one read-back."""
-        s = self.sums.tolist()
-        n = max(self.steps, 1)
-        summary = {
-            "train_loss": s[0] / n,
-            "meta_loss": s[1] / n,
-            "train_ce": s[2] / n,
-            "weight_clean": s[3] / s[4] if s[4] else None,
-            "weight_noisy": s[5] / s[6] if s[6] else None,
-        }
-        return summary, all(math.isfinite(v) for v in s)
-
-    def state_dict(self):
-        return {"sums": self.sums.cpu(), "steps": self.steps}
-
-    def load_state_dict(self, state):
-        self.sums, self.steps = state["sums"].to(self.device), state["steps"]
-
-
-@dataclass
-class Progress:
-    """Where the loop stands; a checkpoint carries it (the modules and loaders beside it)."""
-
-    last_loss: torch.Tensor  # each training sample's last loss and weight in training (NaN: never drawn)
-    last_weight: torch.Tensor
-    step: int = 0  # iterations done
-    best_acc: float | None = None
-    best_step: int | None = None
-    last_acc: float | None = None
-    elapsed: float = 0.0  # seconds of training and evaluation, over every session
-    train_seconds: float = 0.0  # seconds of training iterations alone
-    records: list = field(default_factory=list)  # every evaluation's metrics line so far
-
-    @classmethod
-    def new(cls, n, device):
-        return cls(torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
-
-    def state_dict(self):
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        state.update(last_loss=self.last_loss.cpu(), last_weight=self.last_weight.cpu())
-        return state
-
-    @classmethod
-    def from_state(cls, state, device):
-        progress = cls(**state)
-        progress.last_loss, progress.last_weight = progress.last_loss.to(device), progress.last_weight.to(device)
-        return progress
-
-
 @torch.no_grad()
 def evaluate(model, test):
     """Test loss (the true per-sample mean) and accuracy in %, in eval mode."""
@@ -220,41 +141,6 @@ def one_step(args, learner, data, x, y, lr):
         meta_grad=args.meta_grad,
         detach_vnet_input=args.detach_vnet_input,
     )
-
-
-def checkpoint_state(config, progress, learner, data, tally):
-    m = learner
-    return {
-        "config": config,
-        "device_type": data.test.device.type,
-        "progress": progress.state_dict(),
-        "model": m.model.state_dict(),
-        "vnet": None if m.vnet is None else m.vnet.state_dict(),
-        "optimizer": m.optimizer.state_dict(),
-        "vnet_optimizer": None if m.vnet_optimizer is None else m.vnet_optimizer.state_dict(),
-        "train_loader": data.train.state_dict(),
-        "meta_loader": None if data.meta is None else data.meta.state_dict(),
-        "tally": tally.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def restore(state, learner, data, tally):
-    m = learner
-    m.model.load_state_dict(state["model"])
-    m.optimizer.load_state_dict(state["optimizer"])
-    if m.vnet is not None:
-        m.vnet.load_state_dict(state["vnet"])
-        m.vnet_optimizer.load_state_dict(state["vnet_optimizer"])
-    data.train.load_state_dict(state["train_loader"])
-    if data.meta is not None:
-        data.meta.load_state_dict(state["meta_loader"])
-    tally.load_state_dict(state["tally"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return Progress.from_state(state["progress"], data.test.device)
 
 
 class StopSignals:
@@ -376,28 +262,6 @@ def evaluated(s, record, test_loss, test_acc):
     s.report.line(evaluation_line(record, s.plan.total, s.report.eta(progress.step, s.plan.total)))
     if s.tb is not None:
         s.tb.evaluation(record, LOSS_GRID, progress.last_weight, s.data.is_noisy)
-
-
-def environment(device):
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": importlib.metadata.version("torchvision"),  # not imported: that takes a second
-        "numpy": np.__version__,
-        "device": str(device),
-        "device_name": name,
-        "cpu_threads": torch.get_num_threads(),
-        "numerics": numerics(),
-        "git_commit": commit,
-        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-    }
 
 
 def start(args, config, run_dir, data, learner, device, seeds):
@@ -527,7 +391,7 @@ def resolve(script, args, argv):
         return args
     path = args.resume
     run_dir = os.path.dirname(path) if path.endswith(".pt") and not os.path.isdir(path) else path
-    stored = read_json(os.path.join(run_dir, CONFIG))
+    stored = RunDir(run_dir).read_config()
     if stored is None:
         raise UserError(
             f"--resume {path}: no run there ({os.path.join(run_dir, CONFIG)} does not exist); start the run with its flags, without --resume"

@@ -21,10 +21,10 @@ from conftest import FAST, MW, ROOT, SMALL_WRN, WRN, run_main
 from components import set_numerics
 from device_loader import DeviceLoader
 from load_corrupted_data import MEAN_STD
+from loop_state import Tally
 from meta_layers import VNet
 from meta_step import l2rw_step, mwnet_step
 from resnet import ResNet32
-from training import Tally
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
