@@ -44,12 +44,14 @@ def banner(args, plan, data, device, run_dir, resumed_at):
         if device.type == "cpu"
         else f" ({torch.cuda.get_device_name(device)})"
     )
-    unit = "epochs" if args.unit == "epoch" else "iterations"
-    total = plan.total if args.unit == "iter" else f"{plan.total / plan.steps_per_epoch:g}"
-    schedule = f"{plan.total} iterations ({total} {unit}"
     if args.unit == "epoch":
-        schedule += f" of {plan.steps_per_epoch}"
-    schedule += f"), lr {args.lr:g} x0.1 at {unit} {', '.join(f'{m:g}' for m in args.milestones) or '-'}"
+        schedule = f"{plan.total} iterations ({plan.total / plan.steps_per_epoch:g} epochs of {plan.steps_per_epoch})"
+        unit = "epochs"
+    else:
+        schedule, unit = f"{plan.total} iterations", "iterations"
+    schedule += f", lr {args.lr:g} x0.1 at {unit} {', '.join(f'{m:g}' for m in args.milestones) or '-'}"
+    if args.real_lr_ahead:
+        schedule += f" ({args.real_lr_ahead:g} {unit} earlier for the real step)"
     lines = [
         f"{args.script}: {args.method} ({'dry run, ' if args.dry_run else ''}{model}) on {args.dataset}, {setting(args, data.noise_rate)}",
         f"  run directory  {run_dir}",

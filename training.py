@@ -439,6 +439,11 @@ def main(script, argv=None):
     except KeyboardInterrupt:
         sys.stderr.write(f"{script}: interrupted; continue from the last checkpoint with --resume <run directory>\n")
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # stdout closed (a pipe into `head`): the run stops at its last checkpoint
+        sys.stderr.write(
+            f"{script}: error: its output was closed; continue from the last checkpoint with --resume <run directory>\n"
+        )
+        return EXIT_USER
     except OSError as e:
         sys.stderr.write(
             f"{script}: error: {e.strerror or e} ({e.filename or 'no file named'}); check the path, its permissions and free space\n"
