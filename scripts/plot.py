@@ -68,6 +68,7 @@ class Series:
         in_table = folder in ROW_NAMES and (folder == method or folder == f"{method}_long")
         self.name = ROW_NAMES[folder] if in_table else METHOD_NAMES[method]
         self.label = self.name
+        self.rank = list(ROW_NAMES).index(folder if in_table else method)  # the tables' row order
 
     def mean_band(self, key):
         """x, mean, low, high of a per-evaluation metric over the seeds (their common evaluations)."""
@@ -88,7 +89,7 @@ def make_series(paths, labels=None):
     groups = {}
     for run in runs:
         groups.setdefault(config_key(run.config), []).append(run)
-    series = [Series(g) for g in groups.values()]
+    series = sorted((Series(g) for g in groups.values()), key=lambda s: s.rank)  # stable: else as given
     if labels:
         if len(labels) != len(series):
             raise UserError(
@@ -112,8 +113,8 @@ def colours(n):
 
 
 def legend(ax, n):
-    if n > 4:  # many curves: the legend goes below the axes, never over the curves
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    if n >= 3:  # several curves and their bands: the legend goes below the axes, never over them
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1 if n < 5 else 2, frameon=False)
     else:
         ax.legend(frameon=False)
 
