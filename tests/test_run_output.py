@@ -142,3 +142,14 @@ def test_on_a_terminal_a_bar_shows_epoch_lr_accuracy_and_best(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "mwnet cifar10" in err and "ep 1.00 lr 0.01 acc 55.50 best 60.25" in err
     assert (tmp_path / "train.log").read_text().splitlines()[1:] == ["eval  it 1/3"]
+
+
+def test_the_readme_snippet_loads_a_runs_model_and_weighting_function(short_run, capsys):
+    """README's "Run files" snippet, run as a user would paste it, on a real run."""
+    _, run = short_run
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    code = readme.split("A run's model and weighting function, for analysis:\n\n```python\n")[1].split("```")[0]
+    exec(code.replace("runs/fm-u60-mwnet", str(run)), {})
+    step, acc, *_ = capsys.readouterr().out.split()
+    best = torch.load(run / "model_best.pt", weights_only=True)
+    assert (int(step), float(acc)) == (best["step"], best["test_acc"])
