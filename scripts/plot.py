@@ -68,6 +68,10 @@ class Series:
         in_table = folder in ROW_NAMES and (folder == method or folder == f"{method}_long")
         self.name = ROW_NAMES[folder] if in_table else METHOD_NAMES[method]
         self.label = self.name
+        # Never shown as a result without saying so: a dry run, a diverged or an unfinished run.
+        marks = {"dry run"} if self.config.get("dry_run") else set()
+        marks |= {r.status for r in runs if r.status != "finished"}
+        self.mark = f" [{', '.join(sorted(marks))}]" if marks else ""
         self.rank = list(ROW_NAMES).index(folder if in_table else method)  # the tables' row order
 
     def mean_band(self, key):
@@ -96,7 +100,7 @@ def make_series(paths, labels=None):
                 f"--labels gives {len(labels)} labels for {len(series)} configurations (seeds of one share a label)"
             )
         for s, label in zip(series, labels, strict=True):
-            s.label = label
+            s.label = label + s.mark
         return series
     for name in {s.name for s in series}:  # the settings that tell apart curves of one name
         same = [s for s in series if s.name == name]
@@ -104,6 +108,8 @@ def make_series(paths, labels=None):
         differ = [k for k in words[0] if len({w.get(k) for w in words}) > 1]
         for s, w in zip(same, words, strict=True):
             s.label = ", ".join([name] + [w[k] for k in differ if w.get(k)])
+    for s in series:
+        s.label += s.mark
     return series
 
 

@@ -182,6 +182,23 @@ def test_plot_series_labels_axes_and_panels(tmp_path):
         plot.make_series(paths, labels=["A", "B"])
 
 
+def test_plot_marks_dry_diverged_and_unfinished_runs(tmp_path):
+    plot_run(tmp_path / "dry" / "mwnet" / "seed1", "mwnet", flags=["--dry_run"])
+    plot_run(tmp_path / "div" / "l2rw" / "seed1", "l2rw")
+    results = tmp_path / "div" / "l2rw" / "seed1" / "results.json"
+    results.write_text(json.dumps({**json.load(open(results)), "status": "diverged"}))
+    plot_run(tmp_path / "part" / "erm_long" / "seed1", "erm")
+    (tmp_path / "part" / "erm_long" / "seed1" / "results.json").unlink()
+    paths = [str(tmp_path / p) for p in ("dry/mwnet/seed1", "div/l2rw/seed1", "part/erm_long/seed1")]
+    labels = [s.label for s in plot.make_series(paths)]
+    assert labels == ["MW-Net [dry run]", "L2RW [diverged]", "Plain (BaseModel schedule) [started]"]
+    assert [s.label for s in plot.make_series(paths, labels=["a", "b", "c"])] == [
+        "a [dry run]",
+        "b [diverged]",
+        "c [started]",
+    ]
+
+
 def command(out, *flags):
     return shlex.join([sys.executable, os.path.join(ROOT, MW), "--out", str(out), *flags])
 
