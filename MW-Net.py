@@ -13,7 +13,7 @@ Run files: README.md, "Run files". Every flag: python MW-Net.py --help.
 
 import sys
 
-from training import main
+from mwnet.engine.training import main
 
 if __name__ == "__main__":
     sys.exit(main("MW-Net.py"))

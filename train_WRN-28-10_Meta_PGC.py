@@ -13,7 +13,7 @@ Run files: README.md, "Run files". Every flag: python train_WRN-28-10_Meta_PGC.p
 
 import sys
 
-from training import main
+from mwnet.engine.training import main
 
 if __name__ == "__main__":
     sys.exit(main("train_WRN-28-10_Meta_PGC.py"))

@@ -17,10 +17,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from components import EVAL_BATCH, pick_device  # noqa: E402
-from device_loader import DeviceLoader  # noqa: E402
-from resnet import ResNet32  # noqa: E402
-from training import evaluate  # noqa: E402
+from mwnet.data.device_loader import DeviceLoader  # noqa: E402
+from mwnet.engine.components import EVAL_BATCH, pick_device  # noqa: E402
+from mwnet.engine.training import evaluate  # noqa: E402
+from mwnet.models.resnet import ResNet32  # noqa: E402
 
 
 def main(argv=None):

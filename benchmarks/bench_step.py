@@ -29,13 +29,13 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from components import autocast, set_numerics  # noqa: E402
-from device_loader import DeviceLoader  # noqa: E402
-from load_corrupted_data import MEAN_STD  # noqa: E402
-from meta_layers import VNet  # noqa: E402
-from meta_step import erm_step, mwnet_step  # noqa: E402
-from resnet import ResNet32  # noqa: E402
-from wideresnet import WideResNet  # noqa: E402
+from mwnet.data.catalog import MEAN_STD  # noqa: E402
+from mwnet.data.device_loader import DeviceLoader  # noqa: E402
+from mwnet.engine.components import autocast, set_numerics  # noqa: E402
+from mwnet.method.meta_step import erm_step, mwnet_step  # noqa: E402
+from mwnet.models.meta_layers import VNet  # noqa: E402
+from mwnet.models.resnet import ResNet32  # noqa: E402
+from mwnet.models.wideresnet import WideResNet  # noqa: E402
 
 MEAN, STD = MEAN_STD["cifar10"]
 ARCHS = {

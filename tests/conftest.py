@@ -28,7 +28,7 @@ SHORT = ["--epochs", "0.2", "--eval_every", "0.06", "--batch_size", "16", "--num
 
 def stop_at(monkeypatch, at, signum=signal.SIGUSR1):
     """Send the process `signum` during its `at`-th iteration, as a scheduler or a user would."""
-    import training
+    from mwnet.engine import training
 
     original, count = training.one_step, [0]
 
@@ -138,7 +138,7 @@ class Result:
 
 def run_main(capsys, script, *args, cpu=True):
     """Run a script in-process (no interpreter start, no torch import): its exit code, stdout and stderr."""
-    from training import main
+    from mwnet.engine.training import main
 
     capsys.readouterr()
     with one_thread():

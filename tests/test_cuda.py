@@ -18,13 +18,13 @@ import pytest
 import torch
 from conftest import FAST, MW, ROOT, SMALL_WRN, WRN, run_main
 
-from components import set_numerics
-from device_loader import DeviceLoader
-from load_corrupted_data import MEAN_STD
-from loop_state import Tally
-from meta_layers import VNet
-from meta_step import l2rw_step, mwnet_step
-from resnet import ResNet32
+from mwnet.data.catalog import MEAN_STD
+from mwnet.data.device_loader import DeviceLoader
+from mwnet.engine.components import set_numerics
+from mwnet.engine.loop_state import Tally
+from mwnet.method.meta_step import l2rw_step, mwnet_step
+from mwnet.models.meta_layers import VNet
+from mwnet.models.resnet import ResNet32
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

@@ -8,18 +8,12 @@ import pytest
 from conftest import assert_one_line_error, run_cli, write_cifar, write_fashion
 from PIL import Image
 
-import load_corrupted_data
-from errors import UserError
-from load_corrupted_data import (
-    CIFAR10,
-    CIFAR100,
-    FASHION_MNIST_DIR,
-    MEAN_STD,
-    FashionMNIST,
-    corruption_matrix,
-    load_arrays,
-    make_noisy_split,
-)
+from mwnet.data.catalog import MEAN_STD
+from mwnet.data.datasets import CIFAR10, CIFAR100, FashionMNIST
+from mwnet.data.files import FASHION_MNIST_DIR, load_arrays
+from mwnet.data.noise import corruption_matrix, make_noisy_split
+from mwnet.errors import UserError
+from mwnet.tools import split
 
 
 def test_cifar10_from_disk_follows_the_split(cifar10_dir):
@@ -94,7 +88,7 @@ def test_missing_data_is_a_user_error(tmp_path):
 
 
 def cli(root, *args):
-    return load_corrupted_data.main(["--data_path", root, *args])
+    return split.main(["--data_path", root, *args])
 
 
 def test_cli_builds_and_saves_a_split(cifar10_dir, tmp_path, capsys):
@@ -135,7 +129,7 @@ def test_cli_missing_data_says_where_and_what_to_do(tmp_path):
         code=1,
     )
     with pytest.raises(UserError, match="train-images-idx3-ubyte.*dataset-fashion-mnist.*--download"):
-        load_corrupted_data.main(["--dataset", "fashionmnist", "--data_path", str(tmp_path)])
+        split.main(["--dataset", "fashionmnist", "--data_path", str(tmp_path)])
 
 
 def corrupt(path, content):

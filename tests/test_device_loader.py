@@ -7,8 +7,8 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from device_loader import DeviceLoader
-from load_corrupted_data import MEAN_STD
+from mwnet.data.catalog import MEAN_STD
+from mwnet.data.device_loader import DeviceLoader
 
 MEAN, STD = MEAN_STD["cifar10"]
 

@@ -9,11 +9,11 @@ import torch
 from conftest import run_cli
 
 from benchmarks.bench_step import original_way
-from device_loader import DeviceLoader
-from load_corrupted_data import MEAN_STD
-from meta_layers import VNet
-from meta_step import mwnet_step
-from resnet import ResNet32
+from mwnet.data.catalog import MEAN_STD
+from mwnet.data.device_loader import DeviceLoader
+from mwnet.method.meta_step import mwnet_step
+from mwnet.models.meta_layers import VNet
+from mwnet.models.resnet import ResNet32
 
 
 def test_original_way_equals_mwnet_step():
@@ -97,8 +97,8 @@ def test_benchmark_smoke_run(tmp_path):
 
 def test_cpu_fast_evaluation_equals_plain_evaluation():
     # channels_last and batches of 100 (the CPU's fast path) change neither the test loss nor the accuracy.
-    from components import EVAL_BATCH
-    from training import evaluate
+    from mwnet.engine.components import EVAL_BATCH
+    from mwnet.engine.training import evaluate
 
     torch.manual_seed(0)
     model = ResNet32(10)

@@ -8,11 +8,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from meta_layers import MetaBatchNorm2d, MetaConv2d, MetaConvTranspose2d, MetaLinear, MetaModule, VNet
-from resnet import ResNet32
-from resnet import VNet as ResNetVNet
-from wideresnet import VNet as WRNVNet
-from wideresnet import WideResNet
+from mwnet.models.meta_layers import MetaBatchNorm2d, MetaConv2d, MetaConvTranspose2d, MetaLinear, MetaModule, VNet
+from mwnet.models.resnet import ResNet32
+from mwnet.models.resnet import VNet as ResNetVNet
+from mwnet.models.wideresnet import VNet as WRNVNet
+from mwnet.models.wideresnet import WideResNet
 
 
 def count(model):

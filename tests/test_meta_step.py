@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from meta_layers import MetaBatchNorm2d, MetaConv2d, MetaLinear, VNet
-from meta_step import erm_step, l2rw_step, l2rw_weights_from_grad, mwnet_step, weighted_loss
-from resnet import ResNet32
-from wideresnet import WideResNet
+from mwnet.method.meta_step import erm_step, l2rw_step, l2rw_weights_from_grad, mwnet_step, weighted_loss
+from mwnet.models.meta_layers import MetaBatchNorm2d, MetaConv2d, MetaLinear, VNet
+from mwnet.models.resnet import ResNet32
+from mwnet.models.wideresnet import WideResNet
 
 LR = 0.1
 

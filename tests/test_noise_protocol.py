@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from load_corrupted_data import UserError, corruption_matrix, long_tail_counts, make_noisy_split
+from mwnet.data.noise import corruption_matrix, long_tail_counts, make_noisy_split
+from mwnet.errors import UserError
 
 
 def original_protocol(labels, k, num_meta, ctype, p, seed, coarse=None):

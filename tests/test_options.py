@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import MW, SMALL_WRN, WRN, assert_one_line_error, run_cli, run_main
 
-from components import build_learner, numerics, set_numerics
-from errors import UserError
-from options import PRECISIONS, build_parser, given_flags, parse_args
-from run_files import default_run_name
-from training import make_plan
+from mwnet.engine.components import build_learner, numerics, set_numerics
+from mwnet.engine.options import PRECISIONS, build_parser, given_flags, parse_args
+from mwnet.engine.training import make_plan
+from mwnet.errors import UserError
+from mwnet.runs.run_files import default_run_name
 
 ORIGINAL_DEFAULTS = {
     "dataset": "cifar10",

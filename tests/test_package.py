@@ -1,15 +1,18 @@
-"""The package: pyproject.toml agrees with requirements*.txt and lists every module; the readers need no torch."""
+"""The package: what `pip install .` installs (mwnet and nothing with a generic name), that it runs from any
+directory through `python -m mwnet`, that the original's names still import from the checkout, that
+pyproject.toml agrees with requirements*.txt, and that the readers of run files need no torch."""
 
-import glob
 import os
-import re
 import subprocess
 import sys
+import zipfile
 
 import pytest
-from conftest import ROOT
+from conftest import CPU_ENV, ROOT, write_fashion
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+GENERIC = {"errors", "options", "training", "components", "reporting", "run_files", "loop_state", "device_loader"}
 
 
 def requirements(name):
@@ -17,21 +20,86 @@ def requirements(name):
     return [line for line in lines if line and not line.startswith("-r")]
 
 
-def test_pyproject_matches_the_requirements_and_the_modules():
+def test_pyproject_matches_the_requirements():
     project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))
     meta = project["project"]
     assert meta["requires-python"] == ">=3.10" and meta["name"] and meta["version"]
     assert meta["dependencies"] == requirements("requirements.txt")
     assert meta["optional-dependencies"]["dev"] == requirements("requirements-dev.txt")
-    assert re.fullmatch(r"ruff==[\d.]+", next(d for d in meta["optional-dependencies"]["dev"] if d.startswith("ruff")))
-    modules = sorted(
-        os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py")) if "-" not in os.path.basename(p)
+    assert meta["scripts"] == {"mwnet": "mwnet.__main__:main"}
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["mwnet*"]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel `pip install .` would install, built from the checkout (setuptools from the registry)."""
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), ROOT]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 and "setuptools" in proc.stderr and "No matching distribution" in proc.stderr:
+        pytest.skip("setuptools cannot be fetched to build the wheel")  # no registry
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = out.glob("*.whl")
+    return path
+
+
+def test_the_wheel_holds_the_package_and_nothing_else(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    dist_info = {t for t in top if t.endswith(".dist-info")}
+    assert top - dist_info == {"mwnet"}, top  # no module at the top level: neither ours nor the original's names
+    files = {
+        os.path.relpath(os.path.join(d, f), ROOT)
+        for d, _, fs in os.walk(os.path.join(ROOT, "mwnet"))
+        for f in fs
+        if f.endswith(".py")
+    }
+    assert {n for n in names if n.endswith(".py")} == files  # every module of the package, and only those
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mwnet = mwnet.__main__:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_the_installed_package_runs_a_dry_run_from_another_directory(wheel, tmp_path):
+    """The wheel's files alone (not the checkout) on the path, in a directory that is not the checkout."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    data = tmp_path / "fm"
+    write_fashion(str(data), per_class=30)
+    env = {**CPU_ENV, "PYTHONPATH": str(site)}
+    cmd = [sys.executable, "-m", "mwnet", "MW-Net.py", "--dataset", "fashionmnist", "--data_path", str(data)]
+    cmd += ["--dry_run", "--batch_size", "16", "--num_meta", "100", "--out", "run"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "results.json").exists() and "finished: best test accuracy" in proc.stdout
+    check = "import mwnet, os; print(os.path.dirname(mwnet.__file__))"
+    where = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert where.stdout.strip() == str(site / "mwnet")  # the installed copy ran, not the checkout
+    for name in GENERIC | {"resnet", "load_corrupted_data"}:
+        probe = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, env=env, capture_output=True)
+        assert probe.returncode != 0, f"{name} is importable from the installed package"
+
+
+def test_the_original_names_import_from_the_checkout():
+    code = (
+        "from resnet import ResNet32, VNet; from wideresnet import WideResNet; from meta_layers import MetaModule; "
+        "from load_corrupted_data import CIFAR10, CIFAR100, make_noisy_split, uniform_mix_C, flip_labels_C, "
+        "flip_labels_C_two, hierarchical_C, corruption_matrix; import mwnet.models.resnet as r; "
+        "import mwnet.data.noise as n; import wideresnet as w; "
+        "assert ResNet32 is r.ResNet32 and make_noisy_split is n.make_noisy_split and w.VNet is VNet; print('ok')"
     )
-    assert project["tool"]["setuptools"]["py-modules"] == modules
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    proc = subprocess.run(
+        [sys.executable, "load_corrupted_data.py", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "--corruption_type" in proc.stdout
 
 
 def test_the_run_file_readers_import_without_torch():
     """The runner's, summarize.py's and plot.py's reader of run files: usable where torch is not installed."""
-    code = "import sys; sys.modules['torch'] = None; import run_files; from scripts import summarize, plot; print('ok')"
+    code = (
+        "import sys; sys.modules['torch'] = None; from mwnet.runs import run_files; "
+        "from mwnet.tools import summarize, plot; print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import CPU_ENV, FAST, MW, ROOT, SHORT, run_main, snapshot, stop_at, write_cifar
 
-from options import parse_args
-from scripts import plot, runner, summarize
+from mwnet.engine.options import parse_args
+from mwnet.tools import plot, runner, summarize
 
 FLIP = ["--epochs", "60", "--milestones", "40", "50"]
 

@@ -30,9 +30,9 @@ from conftest import (
     wait_for_line,
 )
 
-import run_files
-import training
-from errors import UserError
+from mwnet.engine import training
+from mwnet.errors import UserError
+from mwnet.runs import run_files
 
 
 def quiet_main(*argv):

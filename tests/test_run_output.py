@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import FAST, MW, SHORT, assert_one_line_error, metrics, run_main, snapshot, stop_at
 
-from reporting import Reporter
+from mwnet.runs.reporting import Reporter
 
 
 def lines_of(text, prefix):
@@ -75,7 +75,7 @@ def short_run(cifar10_dir, tmp_path_factory):
     import contextlib
     import io
 
-    import training
+    from mwnet.engine import training
 
     root, _ = cifar10_dir
     run = tmp_path_factory.mktemp("short") / "run"

@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import FAST, MW, SMALL_WRN, WRN, metrics, run_main, write_fashion
 
-from load_corrupted_data import FASHION_MNIST_DIR, make_noisy_split
-from options import parse_args
+from mwnet.data.files import FASHION_MNIST_DIR
+from mwnet.data.noise import make_noisy_split
+from mwnet.engine.options import parse_args
 
 METRIC_KEYS = {
     "iteration",

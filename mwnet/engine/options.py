@@ -8,8 +8,9 @@ is checked here, before any data is read or any file written.
 import argparse
 import math
 
-from errors import UserError
-from load_corrupted_data import CORRUPTION_TYPES, DATASETS
+from mwnet.data.catalog import DATASETS
+from mwnet.data.noise import CORRUPTION_TYPES
+from mwnet.errors import UserError
 
 PRESETS = {
     "MW-Net.py": {
@@ -272,7 +273,7 @@ def given_flags(script, argv):
 
 def args_from_stored(script, stored, given, source):
     """The arguments of a run continued (--resume) or evaluated: its stored flags, with the free ones given."""
-    from run_files import merge_given
+    from mwnet.runs.run_files import merge_given
 
     if stored.get("script") != script:
         raise UserError(f"{source} was made by {stored.get('script')}; use that script")

@@ -35,7 +35,7 @@ from functools import cached_property
 
 import numpy as np
 
-from errors import UserError
+from mwnet.errors import UserError
 
 CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
 SPLIT, WEIGHTS, CURVE = "split.npz", "weights.npz", "weighting_function.csv"

@@ -19,23 +19,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from components import (
+from mwnet.data.catalog import NUM_CLASSES
+from mwnet.engine.components import (
     autocast,
     build_data,
     build_learner,
-    build_model,
     environment,
     load_test,
     pick_device,
     set_numerics,
 )
-from errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
-from load_corrupted_data import NUM_CLASSES
-from loop_state import Progress, Tally, checkpoint_state, restore
-from meta_step import erm_step, l2rw_step, mwnet_step
-from options import args_from_stored, given_flags, parse_args
-from reporting import Reporter, TensorBoard, banner, evaluation_line, training_line
-from run_files import (
+from mwnet.engine.loop_state import Progress, Tally, checkpoint_state, restore
+from mwnet.engine.options import args_from_stored, given_flags, parse_args
+from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
+from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step
+from mwnet.models import build_model
+from mwnet.runs.reporting import Reporter, TensorBoard, banner, evaluation_line, training_line
+from mwnet.runs.run_files import (
     CHECKPOINT,
     CONFIG,
     LOG,

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from device_loader import DeviceLoader
-from errors import UserError
-from load_corrupted_data import MEAN_STD, NUM_CLASSES, default_root, load_arrays, make_noisy_split
-from meta_layers import VNet
-from options import PRECISIONS
-from resnet import ResNet32
-from wideresnet import WideResNet
+from mwnet.data.catalog import MEAN_STD, NUM_CLASSES
+from mwnet.data.device_loader import DeviceLoader
+from mwnet.data.files import default_root, load_arrays
+from mwnet.data.noise import make_noisy_split
+from mwnet.engine.options import PRECISIONS
+from mwnet.errors import UserError
+from mwnet.models import build_model
+from mwnet.models.meta_layers import VNet
 
 EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate slower (benchmarks/bench_eval.py)
 DRY_RUN_TEST_IMAGES = 200
@@ -133,12 +134,6 @@ class Learner:
     vnet: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
     vnet_optimizer: torch.optim.Optimizer | None
-
-
-def build_model(args, num_classes):
-    if args.arch == "resnet32":
-        return ResNet32(num_classes)
-    return WideResNet(args.layers, num_classes, widen_factor=args.widen_factor, dropRate=args.droprate)
 
 
 def build_learner(args, num_classes, device, seed):

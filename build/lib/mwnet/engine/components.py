@@ -1,0 +1,177 @@
+"""The parts of a run built from its flags: the device and its numerics, the data on the device, the
+classifier, the meta-weight-net and their optimisers. training.py runs the loop over them.
+"""
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mwnet.data.catalog import MEAN_STD, NUM_CLASSES
+from mwnet.data.device_loader import DeviceLoader
+from mwnet.data.files import default_root, load_arrays
+from mwnet.data.noise import make_noisy_split
+from mwnet.engine.options import PRECISIONS
+from mwnet.errors import UserError
+from mwnet.models import build_model
+from mwnet.models.meta_layers import VNet
+
+EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate slower (benchmarks/bench_eval.py)
+DRY_RUN_TEST_IMAGES = 200
+
+
+def pick_device(name):
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA device is visible; use --device cpu or --device auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def set_numerics(precision, deterministic):
+    """--precision and --deterministic. fp32 is strict float32: cuDNN's convolutions and cuBLAS's matmuls
+    would otherwise run in TF32 on Ampere and later GPUs (cuDNN's default), which the original never did."""
+    tf32, _ = PRECISIONS[precision]
+    backends = torch.backends
+    if hasattr(backends, "fp32_precision"):  # torch >= 2.9: the per-backend API (mixing it with allow_tf32 is an error)
+        mode = "tf32" if tf32 else "ieee"
+        backends.cuda.matmul.fp32_precision = mode
+        backends.cudnn.conv.fp32_precision = mode
+    else:
+        backends.cuda.matmul.allow_tf32 = tf32
+        backends.cudnn.allow_tf32 = tf32
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if deterministic != torch.are_deterministic_algorithms_enabled():  # the call imports torch._inductor: 1 s
+        torch.use_deterministic_algorithms(deterministic)
+    backends.cudnn.benchmark = not deterministic
+
+
+def numerics():
+    """The settings set_numerics made, for config.json."""
+    backends = torch.backends
+    if hasattr(backends, "fp32_precision"):
+        return {
+            "matmul_fp32": backends.cuda.matmul.fp32_precision,
+            "cudnn_conv_fp32": backends.cudnn.conv.fp32_precision,
+        }
+    return {"matmul_allow_tf32": backends.cuda.matmul.allow_tf32, "cudnn_allow_tf32": backends.cudnn.allow_tf32}
+
+
+def autocast(precision, device):
+    """bf16 autocast for the steps and the evaluation under --precision bf16; a no-op otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=PRECISIONS[precision][1])
+
+
+@dataclass
+class Data:
+    train: DeviceLoader
+    meta: DeviceLoader | None
+    test: DeviceLoader
+    meta_idx: np.ndarray
+    train_idx: np.ndarray
+    clean_labels: np.ndarray
+    noisy_labels: np.ndarray
+    is_noisy: torch.Tensor
+    num_classes: int
+
+    @property
+    def noise_rate(self):
+        return float(np.mean(self.clean_labels != self.noisy_labels)) if len(self.train_idx) else 0.0
+
+
+def load_test(args, device):
+    """The test set as a loader on the device (its first 200 images in a dry run)."""
+    root = default_root(args.dataset, args.data_path)
+    images, labels, _ = load_arrays(args.dataset, root, False, args.download or args.dataset != "fashionmnist")
+    if args.dry_run:
+        images, labels = images[:DRY_RUN_TEST_IMAGES], labels[:DRY_RUN_TEST_IMAGES]
+    mean, std = MEAN_STD[args.dataset]
+    batch = EVAL_BATCH.get(device.type, 100)
+    return DeviceLoader(images, labels, batch, device=device, mean=mean, std=std, augment=False, channels_last=True)
+
+
+def build_data(args, device, seeds):
+    """The split, its noisy labels and the three loaders; sizes are checked before anything goes to the device."""
+    root = default_root(args.dataset, args.data_path)
+    download = args.download or args.dataset != "fashionmnist"  # the original downloads CIFAR when it is missing
+    images, labels, coarse = load_arrays(args.dataset, root, True, download)
+    k = NUM_CLASSES[args.dataset]
+    meta_idx, train_idx, noisy = make_noisy_split(
+        labels, k, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
+    )
+    if len(train_idx) == 0:
+        raise UserError(
+            f"--num_meta {args.num_meta} leaves no training images (the set has {len(labels)}); pass a smaller --num_meta"
+        )
+    if args.batch_size > len(train_idx):
+        raise UserError(
+            f"--batch_size {args.batch_size} is larger than the training set ({len(train_idx)} images); pass a smaller one"
+        )
+    if args.method != "erm" and len(meta_idx) == 0:
+        raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
+    mean, std = MEAN_STD[args.dataset]
+    common = dict(device=device, mean=mean, std=std, channels_last=True, augment=args.augment)
+    train = DeviceLoader(images[train_idx], noisy, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
+    meta = None
+    if args.method != "erm":
+        meta_labels = labels[meta_idx]
+        meta = DeviceLoader(
+            images[meta_idx], meta_labels, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common
+        )
+    is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
+    return Data(train, meta, load_test(args, device), meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k)
+
+
+@dataclass
+class Learner:
+    """The modules a step changes: the classifier, the meta-weight-net (None unless mwnet), their optimisers."""
+
+    model: torch.nn.Module
+    vnet: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    vnet_optimizer: torch.optim.Optimizer | None
+
+
+def build_learner(args, num_classes, device, seed):
+    torch.manual_seed(seed)
+    cuda = device.type == "cuda"
+    # The fast path, the same numbers up to rounding: channels_last convolutions (cuDNN and oneDNN on the
+    # CPU both run them faster), fused optimiser steps on CUDA.
+    model = build_model(args, num_classes).to(device, memory_format=torch.channels_last)
+    fused = {"fused": True} if cuda else {}
+    sgd = dict(momentum=args.momentum, nesterov=args.nesterov, **fused)
+    optimizer = torch.optim.SGD(model.parameters(), args.lr, weight_decay=args.weight_decay, **sgd)
+    vnet = vnet_optimizer = None
+    if args.method == "mwnet":
+        vnet = VNet(1, 100, 1).to(device)
+        if args.vnet_optimizer == "adam":
+            vnet_optimizer = torch.optim.Adam(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **fused)
+        else:
+            vnet_optimizer = torch.optim.SGD(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **sgd)
+    return Learner(model, vnet, optimizer, vnet_optimizer)
+
+
+def environment(device):
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),  # not imported: that takes a second
+        "numpy": np.__version__,
+        "device": str(device),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "numerics": numerics(),
+        "git_commit": commit,
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+    }

@@ -1,0 +1,120 @@
+"""Where a run stands, and what its checkpoint carries: the loop's progress, the tallies since the last
+evaluation, and the checkpoint's contents built from them and the modules, and restored into them.
+run_files.py writes and reads the checkpoint; this module says what is in it.
+"""
+
+import math
+from dataclasses import dataclass, field, fields
+
+import torch
+
+
+class Tally:
+    """Sums since the last evaluation, kept on the device: no host synchronisation per iteration."""
+
+    def __init__(self, device):
+        self.device = device
+        self.reset()
+
+    def reset(self):
+        self.sums = torch.zeros(7, dtype=torch.float64, device=self.device)
+        self.steps = 0
+
+    def add(self, out, noisy):
+        w = out["weights"].double()
+        noisy = noisy.double()
+        row = [
+            out["loss"].double(),
+            out["meta_loss"].double(),
+            out["losses"].double().mean(),
+            (w * (1 - noisy)).sum(),
+            (1 - noisy).sum(),
+            (w * noisy).sum(),
+            noisy.sum(),
+        ]
+        self.sums += torch.stack(row)
+        self.steps += 1
+
+    def read(self):
+        """(means since the last evaluation, whether every loss and weight summed was finite): one read-back."""
+        s = self.sums.tolist()
+        n = max(self.steps, 1)
+        summary = {
+            "train_loss": s[0] / n,
+            "meta_loss": s[1] / n,
+            "train_ce": s[2] / n,
+            "weight_clean": s[3] / s[4] if s[4] else None,
+            "weight_noisy": s[5] / s[6] if s[6] else None,
+        }
+        return summary, all(math.isfinite(v) for v in s)
+
+    def state_dict(self):
+        return {"sums": self.sums.cpu(), "steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.sums, self.steps = state["sums"].to(self.device), state["steps"]
+
+
+@dataclass
+class Progress:
+    """Where the loop stands; a checkpoint carries it (the modules and loaders beside it)."""
+
+    last_loss: torch.Tensor  # each training sample's last loss and weight in training (NaN: never drawn)
+    last_weight: torch.Tensor
+    step: int = 0  # iterations done
+    best_acc: float | None = None
+    best_step: int | None = None
+    last_acc: float | None = None
+    elapsed: float = 0.0  # seconds of training and evaluation, over every session
+    train_seconds: float = 0.0  # seconds of training iterations alone
+    records: list = field(default_factory=list)  # every evaluation's metrics line so far
+
+    @classmethod
+    def new(cls, n, device):
+        return cls(torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
+
+    def state_dict(self):
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state.update(last_loss=self.last_loss.cpu(), last_weight=self.last_weight.cpu())
+        return state
+
+    @classmethod
+    def from_state(cls, state, device):
+        progress = cls(**state)
+        progress.last_loss, progress.last_weight = progress.last_loss.to(device), progress.last_weight.to(device)
+        return progress
+
+
+def checkpoint_state(config, progress, learner, data, tally):
+    m = learner
+    return {
+        "config": config,
+        "device_type": data.test.device.type,
+        "progress": progress.state_dict(),
+        "model": m.model.state_dict(),
+        "vnet": None if m.vnet is None else m.vnet.state_dict(),
+        "optimizer": m.optimizer.state_dict(),
+        "vnet_optimizer": None if m.vnet_optimizer is None else m.vnet_optimizer.state_dict(),
+        "train_loader": data.train.state_dict(),
+        "meta_loader": None if data.meta is None else data.meta.state_dict(),
+        "tally": tally.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore(state, learner, data, tally):
+    m = learner
+    m.model.load_state_dict(state["model"])
+    m.optimizer.load_state_dict(state["optimizer"])
+    if m.vnet is not None:
+        m.vnet.load_state_dict(state["vnet"])
+        m.vnet_optimizer.load_state_dict(state["vnet_optimizer"])
+    data.train.load_state_dict(state["train_loader"])
+    if data.meta is not None:
+        data.meta.load_state_dict(state["meta_loader"])
+    tally.load_state_dict(state["tally"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return Progress.from_state(state["progress"], data.test.device)

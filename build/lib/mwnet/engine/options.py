@@ -1,0 +1,337 @@
+"""Command-line flags of the two scripts: every original flag with its original default, plus ours.
+
+Each script is a preset: MW-Net.py (ResNet-32, epochs) and train_WRN-28-10_Meta_PGC.py (WRN-28-10,
+iterations). With no flags each does what its original does (README, "The two scripts"). Every value
+is checked here, before any data is read or any file written.
+"""
+
+import argparse
+import math
+
+from mwnet.data.catalog import DATASETS
+from mwnet.data.noise import CORRUPTION_TYPES
+from mwnet.errors import UserError
+
+PRESETS = {
+    "MW-Net.py": {
+        "arch": "resnet32",
+        "unit": "epoch",  # the schedule, --milestones and --eval_every count epochs
+        "sampling": "epoch",  # shuffled passes over the training set (and over the meta set)
+        "epochs": 120,
+        "iters": 60000,  # declared by the original, unused: it counts epochs
+        "milestones": [80, 100],
+        "nesterov": False,  # the original declared True but never passed it to its optimiser
+        "vnet_optimizer": "adam",
+        "vnet_lr": 1e-3,
+        "vnet_wd": 1e-4,
+        "normalize_weights": False,
+        "eval_every": 1,
+    },
+    "train_WRN-28-10_Meta_PGC.py": {
+        "arch": "wrn",
+        "unit": "iter",
+        "sampling": "random",  # each iteration a fresh random batch (next(iter(loader)))
+        "epochs": 60,  # declared by the original, unused: it counts iterations
+        "iters": 20000,
+        "milestones": [18000, 19000],
+        "nesterov": True,
+        "vnet_optimizer": "sgd",
+        "vnet_lr": 1e-3,
+        "vnet_wd": 5e-4,  # the original's meta-net SGD took --wd, 5e-4
+        "normalize_weights": True,
+        "eval_every": 100,
+    },
+}
+DERIVED = ("script", "arch", "unit", "sampling")  # set from the preset, not flags
+# --precision: (TF32 allowed for float32 convolutions and matmuls on CUDA, bf16 autocast)
+PRECISIONS = {"fp32": (False, False), "tf32": (True, False), "bf16": (False, True)}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as a UserError: one line, exit code 2, no usage block."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see --help)")
+
+
+def str2bool(text):
+    """The original declared --nesterov type=bool, so '--nesterov False' meant True; we parse it."""
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def finite_float(text):
+    """A float flag: NaN and the infinities pass comparisons they should fail, so they are refused here."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def epochs_type(text):
+    """A number of epochs: an integer, or a fraction for a schedule shorter than the original's."""
+    try:
+        value = finite_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a finite number of epochs, got {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def _original_flags(p, preset):
+    wrn = preset["arch"] == "wrn"
+    o = p.add_argument_group("flags of the original script")
+    o.add_argument("--dataset", default="cifar10", choices=DATASETS, help="dataset")
+    o.add_argument("--corruption_prob", type=finite_float, default=0.4, help="label noise probability p in [0, 1]")
+    o.add_argument("--corruption_type", "-ctype", default="unif", choices=CORRUPTION_TYPES, help="type of label noise")
+    o.add_argument("--num_meta", type=int, default=1000, help="clean meta images taken out of the training set")
+    unused = " (kept for compatibility; this script counts --{})"
+    o.add_argument(
+        "--epochs",
+        type=epochs_type,
+        default=preset["epochs"],
+        help="epochs to run" + (unused.format("iters") if wrn else ""),
+    )
+    o.add_argument(
+        "--iters",
+        type=int,
+        default=preset["iters"],
+        help="iterations to run" + ("" if wrn else unused.format("epochs")),
+    )
+    o.add_argument(
+        "--start-epoch",
+        dest="start_epoch",
+        type=int,
+        default=0,
+        help="kept for compatibility, unused as in the original; use --resume",
+    )
+    o.add_argument(
+        "--batch_size",
+        "--batch-size",
+        "-b",
+        dest="batch_size",
+        type=int,
+        default=100,
+        help="training and meta batch size",
+    )
+    o.add_argument("--lr", "--learning-rate", dest="lr", type=finite_float, default=0.1, help="initial learning rate")
+    o.add_argument("--momentum", type=finite_float, default=0.9, help="SGD momentum")
+    o.add_argument("--nesterov", type=str2bool, default=preset["nesterov"], help="Nesterov momentum (true/false)")
+    o.add_argument("--weight-decay", "--wd", dest="weight_decay", type=finite_float, default=5e-4, help="weight decay")
+    o.add_argument(
+        "--print-freq",
+        "-p",
+        dest="print_freq",
+        type=int,
+        default=0,
+        help="also print the training losses every N iterations (0: only at evaluations; each line costs a host synchronisation on a GPU)",
+    )
+    resnet = "" if wrn else " (unused by ResNet-32)"
+    o.add_argument("--layers", type=int, default=28, help="WideResNet depth" + resnet)
+    o.add_argument("--widen-factor", dest="widen_factor", type=int, default=10, help="WideResNet widen factor" + resnet)
+    o.add_argument("--droprate", type=finite_float, default=0.0, help="WideResNet dropout probability" + resnet)
+    o.add_argument("--no-augment", dest="augment", action="store_false", help="no crop and flip augmentation")
+    o.add_argument("--resume", default="", help="run directory (or its checkpoint.pt) to continue with its own flags")
+    o.add_argument("--name", default=None, help="run directory runs/<name> (default: named from the configuration)")
+    o.add_argument("--seed", type=int, default=1, help="seed of the split, the noise, the model and the batches")
+    o.add_argument(
+        "--prefetch",
+        type=int,
+        default=0,
+        help="kept for compatibility: the data sits on the device, there are no loader workers",
+    )
+
+
+def build_parser(script):
+    preset = PRESETS[script]
+    unit = "epochs" if preset["unit"] == "epoch" else "iterations"
+    count = epochs_type if unit == "epochs" else int  # epochs may be fractional, iterations may not
+    p = OneLineParser(
+        prog=script,
+        description=f"Meta-Weight-Net training ({'ResNet-32' if preset['arch'] == 'resnet32' else 'WideResNet'}, {unit}).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _original_flags(p, preset)
+    n = p.add_argument_group("flags of this reproduction")
+    n.add_argument(
+        "--data_path",
+        default="./data",
+        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (Fashion-MNIST: the Debian package's folder unless given)",
+    )
+    n.add_argument(
+        "--download",
+        action="store_true",
+        help="download a missing dataset through torchvision (CIFAR is downloaded when missing anyway, as the original did)",
+    )
+    n.add_argument("--out", default=None, help="run directory (default: runs/<name>)")
+    n.add_argument(
+        "--method",
+        default="mwnet",
+        choices=("mwnet", "l2rw", "erm"),
+        help="mwnet, learning-to-reweight, or plain training (erm) with the same schedule",
+    )
+    n.add_argument(
+        "--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA if available, else CPU"
+    )
+    n.add_argument(
+        "--precision",
+        default="fp32",
+        choices=tuple(PRECISIONS),
+        help="fp32: strict float32 (TF32 off), the original's numerics; tf32: TF32 convolutions and matmuls on CUDA; bf16: bf16 autocast",
+    )
+    n.add_argument("--milestones", type=count, nargs="*", default=preset["milestones"], help=f"lr x0.1 at these {unit}")
+    n.add_argument(
+        "--real_lr_ahead",
+        type=count,
+        default=0,
+        help=f"the real step's lr schedule runs this many {unit} ahead of the virtual step's (the class-imbalance code: 1 epoch)",
+    )
+    n.add_argument(
+        "--vnet_optimizer",
+        default=preset["vnet_optimizer"],
+        choices=("adam", "sgd"),
+        help="meta-weight-net optimiser (sgd takes --momentum and --nesterov)",
+    )
+    n.add_argument("--vnet_lr", type=finite_float, default=preset["vnet_lr"], help="meta-weight-net learning rate")
+    n.add_argument("--vnet_wd", type=finite_float, default=preset["vnet_wd"], help="meta-weight-net weight decay")
+    n.add_argument(
+        "--normalize_weights",
+        action=argparse.BooleanOptionalAction,
+        default=preset["normalize_weights"],
+        help="weighted loss sum v_i l_i / sum v_i instead of the mean of v_i l_i",
+    )
+    n.add_argument(
+        "--detach_vnet_input",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="feed the meta-weight-net the detached loss (the paper); --no-detach_vnet_input lets the virtual step's gradient flow through it (the class-imbalance code)",
+    )
+    n.add_argument(
+        "--meta_sampling",
+        default=preset["sampling"],
+        choices=("epoch", "random"),
+        help="meta batches: shuffled passes over the meta set, or a fresh random batch each iteration (the WRN and class-imbalance code)",
+    )
+    n.add_argument(
+        "--imb_factor",
+        type=finite_float,
+        default=None,
+        help="long-tailed training set: largest class / smallest class (e.g. 100; use --num_meta 10K)",
+    )
+    n.add_argument(
+        "--eval_every",
+        type=count,
+        default=preset["eval_every"],
+        help=f"evaluate on the test set (and write a checkpoint) every this many {unit}",
+    )
+    n.add_argument(
+        "--meta_grad",
+        default="jvp",
+        choices=("jvp", "double_backward"),
+        help="meta-gradient by forward-mode JVP or by the original's double backward",
+    )
+    n.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower on CUDA)")
+    n.add_argument(
+        "--dry_run", action="store_true", help="smoke run: 2 epochs of 2 iterations (or 4 iterations), 200 test images"
+    )
+    n.add_argument(
+        "--evaluate",
+        default="",
+        help="print the test loss and accuracy of a run directory, checkpoint.pt or model_best.pt, then exit",
+    )
+    n.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard events to <run>/tb (needs: pip install tensorboard)",
+    )
+    return p
+
+
+def parse_args(script, argv):
+    args = build_parser(script).parse_args(argv)
+    args.script = script
+    args.arch = PRESETS[script]["arch"]
+    args.unit = PRESETS[script]["unit"]
+    args.sampling = PRESETS[script]["sampling"]
+    check_args(args)
+    return args
+
+
+def given_flags(script, argv):
+    """The flags given on the command line, by name, with their parsed values (defaults left out)."""
+    parser = build_parser(script)
+    unset = object()  # argparse fills in defaults only for what the namespace lacks
+    namespace = argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([])), unset))
+    return {k: v for k, v in vars(parser.parse_args(argv, namespace)).items() if v is not unset}
+
+
+def args_from_stored(script, stored, given, source):
+    """The arguments of a run continued (--resume) or evaluated: its stored flags, with the free ones given."""
+    from mwnet.runs.run_files import merge_given
+
+    if stored.get("script") != script:
+        raise UserError(f"{source} was made by {stored.get('script')}; use that script")
+    expected = set(vars(build_parser(script).parse_args([]))) | set(DERIVED)
+    flags = merge_given(stored, given, source)
+    if set(flags) != expected:
+        odd = sorted(set(flags) ^ expected)
+        raise UserError(
+            f"{source} was made by another version of this code (flags differ: {', '.join(odd)}); start a new run"
+        )
+    args = argparse.Namespace(**flags)
+    check_args(args)
+    return args
+
+
+def check_args(args):
+    """Every value, before any data is read or file written."""
+    for flag, value in {
+        "--lr": args.lr,
+        "--batch_size": args.batch_size,
+        "--epochs": args.epochs,
+        "--iters": args.iters,
+        "--eval_every": args.eval_every,
+    }.items():
+        if not value > 0:
+            raise UserError(f"{flag} must be positive, got {value}")
+    nonneg = {
+        "--momentum": args.momentum,
+        "--weight-decay": args.weight_decay,
+        "--vnet_lr": args.vnet_lr,
+        "--vnet_wd": args.vnet_wd,
+    }
+    nonneg.update({"--num_meta": args.num_meta, "--print-freq": args.print_freq, "--real_lr_ahead": args.real_lr_ahead})
+    for flag, value in nonneg.items():
+        if value < 0:
+            raise UserError(f"{flag} must not be negative, got {value}")
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must lie in [0, 2**32), got {args.seed}")
+    if not 0 <= args.corruption_prob <= 1:
+        raise UserError(f"--corruption_prob must lie in [0, 1], got {args.corruption_prob}")
+    if args.imb_factor is not None and not args.imb_factor >= 1:
+        raise UserError(f"--imb_factor (largest class / smallest class) must be at least 1, got {args.imb_factor}")
+    if args.nesterov and args.momentum == 0:
+        raise UserError("Nesterov momentum needs --momentum > 0; pass --nesterov false or a momentum")
+    if not 0 <= args.droprate < 1:
+        raise UserError(f"--droprate must lie in [0, 1), got {args.droprate}")
+    if args.milestones != sorted(args.milestones) or any(m < 0 for m in args.milestones):
+        raise UserError(f"--milestones must be non-negative and ascending, got {args.milestones}")
+    if args.arch == "wrn" and (args.layers < 10 or (args.layers - 4) % 6 or args.widen_factor < 1):
+        raise UserError(
+            f"--layers must be 6n + 4 for a WideResNet (10, 16, 22, 28, ...) and --widen-factor positive, got {args.layers} and {args.widen_factor}"
+        )
+    if args.resume and args.evaluate:
+        raise UserError("--resume and --evaluate exclude each other: --evaluate only reads a checkpoint")
+    if args.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise UserError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard (or leave the flag out)"
+            )

@@ -1,0 +1,451 @@
+"""The one training loop behind MW-Net.py and train_WRN-28-10_Meta_PGC.py.
+
+main(script, argv) parses the flags (options.py), settles the run directory (a fresh start, or --resume
+with the run's own flags), builds the parts (components.py) and runs one loop: each iteration the
+learning rate from Plan.lr_at, a training batch, a meta batch, and one step of the chosen method
+(meta_step.py); at each evaluation one JSON line of metrics, the best model and an atomic checkpoint
+(run_files.py), and one line on screen and in train.log (reporting.py). Exit codes: errors.py.
+"""
+
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mwnet.data.catalog import NUM_CLASSES
+from mwnet.engine.components import (
+    autocast,
+    build_data,
+    build_learner,
+    environment,
+    load_test,
+    pick_device,
+    set_numerics,
+)
+from mwnet.engine.loop_state import Progress, Tally, checkpoint_state, restore
+from mwnet.engine.options import args_from_stored, given_flags, parse_args
+from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
+from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step
+from mwnet.models import build_model
+from mwnet.runs.reporting import Reporter, TensorBoard, banner, evaluation_line, training_line
+from mwnet.runs.run_files import (
+    CHECKPOINT,
+    CONFIG,
+    LOG,
+    TENSORBOARD,
+    RunDir,
+    config_differences,
+    default_run_name,
+    model_file,
+)
+
+LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
+
+
+@dataclass
+class Plan:
+    """How long, at what learning rate, and when to evaluate, in iterations."""
+
+    steps_per_epoch: int
+    total: int
+    eval_period: int
+    unit: str
+    lr: float
+    milestones: list
+    images_per_step: float
+    real_ahead: float = 0
+
+    def lr_at(self, step):
+        """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations.
+        A milestone of m epochs is reached at iteration round(m * steps_per_epoch): for an integer m
+        that is the original's epoch >= m; a fractional m (a shortened schedule) lands on the nearest one."""
+        per = self.steps_per_epoch if self.unit == "epoch" else 1
+        return self.lr * 0.1 ** sum(step >= round(m * per) for m in self.milestones)
+
+    def real_lr_at(self, step):
+        """The real optimiser's lr: the same schedule, `real_ahead` epochs or iterations ahead (the
+        class-imbalance code called it with epoch + 1); by default one schedule for both steps."""
+        per = self.steps_per_epoch if self.unit == "epoch" else 1
+        return self.lr_at(step + round(self.real_ahead * per))
+
+    def is_eval(self, step):
+        done = step + 1
+        return done % self.eval_period == 0 or done == self.total
+
+    def epoch(self, step):
+        return (step + 1) / self.steps_per_epoch if self.unit == "epoch" else (step + 1) * self.images_per_step
+
+
+def make_plan(args, batches_per_epoch, n_train):
+    spe = 2 if args.dry_run else batches_per_epoch
+    if args.unit == "epoch":
+        total = round((2 if args.dry_run else args.epochs) * spe)
+        period = max(1, round(args.eval_every * spe))
+        if total < 1:
+            raise UserError(f"--epochs {args.epochs} is less than one iteration of {spe} per epoch; pass more epochs")
+    else:
+        total = 4 if args.dry_run else args.iters
+        period = 2 if args.dry_run else args.eval_every
+    images = args.batch_size / max(n_train, 1)
+    return Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
+
+
+@torch.no_grad()
+def evaluate(model, test):
+    """Test loss (the true per-sample mean) and accuracy in %, in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=test.device)
+    correct = torch.zeros((), dtype=torch.long, device=test.device)
+    for x, y, _ in test.in_order():
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train()
+    n = len(test.labels)
+    return loss_sum.item() / n, 100.0 * correct.item() / n
+
+
+@torch.no_grad()
+def vnet_curve(vnet, device):
+    if vnet is None:
+        return None
+    grid = torch.tensor(LOSS_GRID, device=device).unsqueeze(1)
+    return [round(v, 6) for v in vnet(grid).squeeze(1).tolist()]
+
+
+def one_step(args, learner, data, x, y, lr):
+    m = learner
+    if args.method == "erm":
+        return erm_step(m.model, m.optimizer, x, y)
+    mx, my, _ = data.meta.next_batch()
+    if args.method == "l2rw":
+        return l2rw_step(m.model, m.optimizer, x, y, mx, my, lr, meta_grad=args.meta_grad)
+    return mwnet_step(
+        m.model,
+        m.vnet,
+        m.optimizer,
+        m.vnet_optimizer,
+        x,
+        y,
+        mx,
+        my,
+        lr,
+        normalize=args.normalize_weights,
+        meta_grad=args.meta_grad,
+        detach_vnet_input=args.detach_vnet_input,
+    )
+
+
+class StopSignals:
+    """SIGINT, SIGTERM, SIGUSR1 during the loop: the iteration finishes, a checkpoint is written at it, and
+    the run exits with 128 + the signal. A second SIGINT stops at once (the last checkpoint stays)."""
+
+    def __enter__(self):
+        self.received = None
+        wanted = [signal.SIGTERM, signal.SIGUSR1]
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job keeps ignoring Ctrl-C
+            wanted.append(signal.SIGINT)
+        self.previous = {s: signal.signal(s, self._handle) for s in wanted}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Session:
+    """What the loop works with: the flags, the schedule, the run directory, the data and modules, where
+    the loop stands, and where it reports."""
+
+    args: object
+    plan: Plan
+    run_dir: RunDir
+    config: dict
+    data: object
+    learner: object
+    progress: Progress
+    tally: Tally
+    report: Reporter
+    tb: TensorBoard | None = None
+
+    def checkpoint(self):
+        self.run_dir.save_checkpoint(checkpoint_state(self.config, self.progress, self.learner, self.data, self.tally))
+
+
+def train(s, signals):
+    """The loop. Returns ("finished", None), ("diverged", (first, last iteration of the window)) or
+    ("stopped", signal number) after writing a checkpoint at the current iteration."""
+    args, plan, data, learner, progress = s.args, s.plan, s.data, s.learner, s.progress
+    device = data.test.device
+    window = progress.records[-1]["iteration"] if progress.records else 0
+    mark = time.perf_counter()
+    for step in range(progress.step, plan.total):
+        if signals.received is not None:
+            break
+        lr, real_lr = plan.lr_at(step), plan.real_lr_at(step)
+        for group in learner.optimizer.param_groups:
+            group["lr"] = real_lr
+        x, y, idx = data.train.next_batch()
+        with autocast(args.precision, device):
+            out = one_step(args, learner, data, x, y, lr)
+        s.tally.add(out, data.is_noisy[idx])
+        progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
+        progress.step = step + 1
+        s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
+        if args.print_freq and progress.step % args.print_freq == 0 and not plan.is_eval(step):
+            s.report.line(training_line(progress.step, plan.total, plan.epoch(step), real_lr, s.tally.read()[0]))
+        if not plan.is_eval(step):
+            continue
+        sync(device)
+        progress.train_seconds += time.perf_counter() - mark
+        with autocast(args.precision, device):
+            test_loss, test_acc = evaluate(learner.model, data.test)
+        summary, finite = s.tally.read()
+        progress.elapsed += time.perf_counter() - mark
+        if not (finite and math.isfinite(test_loss)):
+            return "diverged", (window, step + 1)
+        record = {"iteration": step + 1, "epoch": round(plan.epoch(step), 6), "lr": real_lr, **summary}
+        evaluated(s, record, test_loss, test_acc)
+        window, mark = step + 1, time.perf_counter()
+    else:
+        return "finished", None
+    sync(device)
+    now = time.perf_counter()
+    progress.train_seconds += now - mark
+    progress.elapsed += now - mark
+    if progress.step > window:
+        s.checkpoint()
+    return "stopped", signals.received
+
+
+def evaluated(s, record, test_loss, test_acc):
+    """After a finite evaluation: the best model, the checkpoint, then the metrics line, in that order, so
+    that metrics.jsonl never holds a line past the checkpoint (which holds every line, for resume)."""
+    progress, learner = s.progress, s.learner
+    is_best = progress.best_acc is None or test_acc > progress.best_acc
+    if is_best:
+        progress.best_acc, progress.best_step = test_acc, record["iteration"]
+    progress.last_acc = test_acc
+    record.update(test_loss=test_loss, test_acc=test_acc, best_acc=progress.best_acc)
+    record.update(vnet_curve=vnet_curve(learner.vnet, s.data.test.device), elapsed=round(progress.elapsed, 3))
+    progress.records.append(record)
+    if is_best:
+        vnet = None if learner.vnet is None else learner.vnet.state_dict()
+        best = {
+            "config": s.config,
+            "step": record["iteration"],
+            "test_acc": test_acc,
+            "model": learner.model.state_dict(),
+        }
+        s.run_dir.save_best({**best, "vnet": vnet})
+    s.tally.reset()
+    s.checkpoint()
+    s.run_dir.append_metrics(record)
+    s.report.line(evaluation_line(record, s.plan.total, s.report.eta(progress.step, s.plan.total)))
+    if s.tb is not None:
+        s.tb.evaluation(record, LOSS_GRID, progress.last_weight, s.data.is_noisy)
+
+
+def start(args, config, run_dir, data, learner, device, seeds):
+    """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
+    progress, tally = Progress.new(len(data.train_idx), device), Tally(device)
+    current = run_dir.status() if args.resume else None
+    if current == "finished":
+        print(f"{run_dir.path} has finished; nothing to continue (results in {run_dir.file('results.json')})")
+        return None
+    if current == "diverged":
+        raise UserError(
+            f"{run_dir.path} diverged (see its results.json); nothing to continue: start a new run with other flags"
+        )
+    if current != "stopped":
+        run_dir.prepare_fresh()  # refuses a directory that holds a run; a resume without checkpoint starts afresh
+        extra = {
+            "seeds": seeds,
+            "noise_rate": data.noise_rate,
+            "vnet_loss_grid": LOSS_GRID,
+            "environment": environment(device),
+        }
+        run_dir.write_config({**config, **extra})
+        run_dir.save_split(data.meta_idx, data.train_idx, data.clean_labels, data.noisy_labels)
+        return progress, tally, None
+    state = run_dir.load_checkpoint()
+    if state["device_type"] != device.type:
+        # The batch generators' states belong to their device; so does bit-for-bit continuation.
+        raise UserError(
+            f"{run_dir.file(CHECKPOINT)} was made on {state['device_type']}; resume it with --device {state['device_type']}"
+        )
+    diffs = config_differences(state["config"], config)
+    if diffs:
+        raise UserError(
+            f"{run_dir.file(CHECKPOINT)} and {run_dir.file(CONFIG)} disagree ({'; '.join(diffs)}); the directory is damaged"
+        )
+    run_dir.remove_temporaries()
+    progress = restore(state, learner, data, tally)
+    run_dir.rewrite_metrics(progress.records)
+    return progress, tally, progress.step
+
+
+def run(args):
+    device = pick_device(args.device)
+    set_numerics(args.precision, args.deterministic)
+    run_dir = RunDir(args.out)
+    run_dir.check_usable()
+    seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(3)]  # model, train batches, meta batches
+    data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
+    plan = make_plan(args, len(data.train), len(data.train_idx))
+    learner = build_learner(args, data.num_classes, device, seeds[0])
+    config = dict(vars(args))
+    with run_dir.owned():
+        started = start(args, config, run_dir, data, learner, device, seeds)
+        if started is None:
+            return EXIT_OK
+        progress, tally, resumed_at = started
+        run_dir.claim()
+        s = Session(args, plan, run_dir, config, data, learner, progress, tally, Reporter(run_dir.file(LOG)))
+        try:
+            for line in banner(args, plan, data, device, run_dir.path, resumed_at):
+                s.report.line(line)
+            s.tb = TensorBoard(run_dir.file(TENSORBOARD)) if args.tensorboard else None
+            s.report.start(plan.total, progress.step, f"{args.method} {args.dataset}")
+            with StopSignals() as signals:
+                outcome, detail = train(s, signals)
+            return finish(s, outcome, detail)
+        except (UserError, KeyboardInterrupt) as e:
+            s.report.log.write(f"error: {e or 'interrupted'}\n")
+            raise
+        except Exception:
+            s.report.log.write(traceback.format_exc())
+            raise
+        finally:
+            if s.tb is not None:
+                s.tb.close()
+            s.report.close()
+
+
+def finish(s, outcome, detail):
+    """The run's end: results.json and the exit code."""
+    progress, data, run_dir = s.progress, s.data, s.run_dir
+    results = {
+        "status": outcome,
+        "best_test_acc": progress.best_acc,
+        "best_iteration": progress.best_step,
+        "last_test_acc": progress.last_acc,
+        "noise_rate": data.noise_rate,
+        "iterations": s.plan.total,
+        "iters_per_sec": progress.step / progress.train_seconds if progress.train_seconds else None,
+        "wall_time": progress.elapsed,
+        "device": str(data.test.device),
+        "precision": s.args.precision,
+    }
+    if outcome == "stopped":
+        name = signal.Signals(detail).name
+        s.report.line(
+            f"stopped by {name} at iteration {progress.step}; checkpoint written; continue with --resume {run_dir.path}",
+            error=True,
+        )
+        return 128 + detail
+    if outcome == "diverged":
+        first, last = detail
+        kept = f"the checkpoint of iteration {first} is kept" if first else "no checkpoint was written"
+        run_dir.write_results({**results, "diverged_between": [first, last]})
+        why = "a non-finite training loss, meta loss, weight or test loss"
+        s.report.line(
+            f"{s.args.script}: diverged between iterations {first} and {last} ({why}); {kept}; try a lower --lr",
+            error=True,
+        )
+        return EXIT_DIVERGED
+    weights = progress.last_loss.cpu().numpy(), progress.last_weight.cpu().numpy()
+    run_dir.save_weights(data.train_idx, data.clean_labels, data.noisy_labels, *weights)
+    if s.learner.vnet is not None:
+        run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])
+    run_dir.write_results(results)
+    best, last, where = progress.best_acc, progress.last_acc, run_dir.file("results.json")
+    s.report.line(
+        f"finished: best test accuracy {best:.2f}% (iteration {progress.best_step}), last {last:.2f}%; results in {where}"
+    )
+    return EXIT_OK
+
+
+def resolve(script, args, argv):
+    """A fresh run's directory, or a resumed run's flags: its own, stored, with only free flags given beside."""
+    if not args.resume:
+        args.out = args.out or os.path.join("runs", args.name or default_run_name(vars(args)))
+        return args
+    path = args.resume
+    run_dir = os.path.dirname(path) if path.endswith(".pt") and not os.path.isdir(path) else path
+    stored = RunDir(run_dir).read_config()
+    if stored is None:
+        raise UserError(
+            f"--resume {path}: no run there ({os.path.join(run_dir, CONFIG)} does not exist); start the run with its flags, without --resume"
+        )
+    given = given_flags(script, argv)
+    if "out" in given and os.path.realpath(given["out"]) != os.path.realpath(run_dir):
+        raise UserError(
+            f"--out {given['out']} is not the resumed run's directory {run_dir}; leave --out out: a run is continued in its own directory"
+        )
+    given.update(resume=run_dir, out=run_dir)
+    return args_from_stored(script, stored, given, run_dir)
+
+
+def evaluate_checkpoint(script, args, argv):
+    """--evaluate: the test loss and accuracy of a checkpoint or best model; nothing is written."""
+    path, state = model_file(args.evaluate)
+    given = {**given_flags(script, argv), "resume": ""}
+    args = args_from_stored(script, state["config"], given, path)
+    device = pick_device(args.device)
+    set_numerics(args.precision, args.deterministic)
+    test = load_test(args, device)
+    model = build_model(args, NUM_CLASSES[args.dataset]).to(device, memory_format=torch.channels_last)
+    model.load_state_dict(state["model"])
+    with autocast(args.precision, device):
+        loss, acc = evaluate(model, test)
+    step = state["step"] if "step" in state else state["progress"]["step"]
+    print(
+        f"{path} (iteration {step}): test loss {loss:.4f}, test accuracy {acc:.2f}% on {len(test.labels)} test images"
+    )
+    return EXIT_OK
+
+
+def main(script, argv=None):
+    """Entry point of both scripts: 0 when done, 2 with one line on a user's mistake or a fault, 3 when
+    diverged, 128 + signal when stopped by one (README, "Run files")."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parse_args(script, argv)
+        if args.evaluate:
+            return evaluate_checkpoint(script, args, argv)
+        return run(resolve(script, args, argv))
+    except UserError as e:
+        sys.stderr.write(f"{script}: error: {e}\n")
+        return EXIT_USER
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{script}: interrupted; continue from the last checkpoint with --resume <run directory>\n")
+        return 128 + signal.SIGINT
+    except BrokenPipeError:  # stdout closed (a pipe into `head`): the run stops at its last checkpoint
+        sys.stderr.write(
+            f"{script}: error: its output was closed; continue from the last checkpoint with --resume <run directory>\n"
+        )
+        return EXIT_USER
+    except OSError as e:
+        sys.stderr.write(
+            f"{script}: error: {e.strerror or e} ({e.filename or 'no file named'}); check the path, its permissions and free space\n"
+        )
+        return EXIT_USER

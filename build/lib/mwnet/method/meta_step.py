@@ -1,0 +1,211 @@
+"""One Meta-Weight-Net iteration, and one learning-to-reweight (L2RW) iteration, in one place.
+
+The paper's iteration (README, "The meta step"), for a training batch and a clean meta batch:
+  1. virtual step: w' = w - lr * d/dw [weighted loss with weights V(l_i; Θ)], plain SGD;
+  2. meta step:    update Θ with dL_meta(w')/dΘ, second order through step 1;
+  3. real step:    weighted loss with the updated V (no grad into V), real optimiser step on w.
+
+Two ways to get the meta-gradient, equal up to rounding (tests/test_meta_step.py):
+  "double_backward": the original's way, a create_graph gradient and a backward through it;
+  "jvp" (default): since L is linear in the per-sample losses l, <dL/dw, g> = L(J g; v) with
+     J = dl/dw and g = dL_meta/dw'. So dL_meta/dΘ = -lr * d/dΘ L(u; V(l; Θ)), u = J g, one
+     forward-mode Jacobian-vector product (dual tensors of torch.autograd.forward_ad through
+     torch.func.functional_call). Step 3 reuses step 1's forward (same w, batch and BatchNorm
+     mode), so no double backward and fewer FLOPs.
+With detach_vnet_input=False (the class-imbalance code, which feeds V the loss itself) the virtual
+step's gradient is J^T c with c_i = dL/dl_i taken through V too, and dL_meta/dΘ = -lr d/dΘ <u, c>.
+Steps 1-2 never touch the real model: its parameters change in step 3 only, and its BatchNorm
+running statistics once per iteration, as one training-mode forward of the batch changes them.
+Nothing here reads a value back to the host.
+"""
+
+import contextlib
+import warnings
+
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+META_GRADS = ("jvp", "double_backward")
+# torch's forward-mode AD scripts its own decompositions on first use and warns about that itself.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
+
+@contextlib.contextmanager
+def batch_stats_only(model):
+    """BatchNorm in training mode normalises with batch statistics and leaves its buffers alone.
+
+    For the virtual and meta forwards, which the original ran on a throwaway copy of the model.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
+
+
+def weighted_loss(losses, weights, normalize=False):
+    """sum v_i l_i / n, or sum v_i l_i / sum v_j when normalised (unnormalised if that sum is 0)."""
+    total = (losses * weights).sum()
+    if not normalize:
+        return total / losses.shape[0]
+    norm = weights.sum()
+    return total / torch.where(norm != 0, norm, torch.ones_like(norm))
+
+
+def sample_weights(vnet, losses):
+    """V(l_i; Θ) for each per-sample loss, fed the detached losses as the paper says."""
+    return vnet(losses.detach().unsqueeze(1)).squeeze(1)
+
+
+def loss_coefficients(vnet, losses, normalize=False):
+    """c_i = dL/dl_i of L = weighted_loss(l, V(l; Θ)) with V fed the loss itself (the class-imbalance
+    code), as a function of Θ: the virtual step's gradient is sum_i c_i dl_i/dw."""
+    loss = losses.detach().requires_grad_()
+    weights = vnet(loss.unsqueeze(1)).squeeze(1)
+    (c,) = torch.autograd.grad(weighted_loss(loss, weights, normalize), loss, create_graph=True)
+    return c
+
+
+def _losses(model, params, inputs, targets):
+    return F.cross_entropy(functional_call(model, params, (inputs,)), targets, reduction="none")
+
+
+def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets):
+    """g = dL_meta/dw' at w' = w - lr * grads, with the meta loss (both detached)."""
+    virtual = {k: (p - lr * g).detach().requires_grad_() for (k, p), g in zip(params.items(), grads, strict=True)}
+    with batch_stats_only(model):
+        meta_loss = F.cross_entropy(functional_call(model, virtual, (meta_inputs,)), meta_targets)
+    g = torch.autograd.grad(meta_loss, list(virtual.values()))
+    return dict(zip(virtual, g, strict=True)), meta_loss.detach()
+
+
+def _jvp_losses(model, params, inputs, targets, direction):
+    """u = J direction: forward-mode derivative of the per-sample losses at `params`.
+
+    Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: the same forward-mode AD,
+    and an autocast region around the call applies to it as to any forward.
+    """
+    with batch_stats_only(model), torch.no_grad(), fwAD.dual_level():
+        duals = {k: fwAD.make_dual(p.detach(), direction[k]) for k, p in params.items()}
+        return fwAD.unpack_dual(_losses(model, duals, inputs, targets)).tangent
+
+
+def _real_step(optimizer, loss):
+    """Step 3: one step of the real optimiser on the reweighted loss (weights held fixed)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def mwnet_step(
+    model,
+    vnet,
+    optimizer,
+    vnet_optimizer,
+    inputs,
+    targets,
+    meta_inputs,
+    meta_targets,
+    lr,
+    normalize=False,
+    meta_grad="jvp",
+    detach_vnet_input=True,
+):
+    """One Meta-Weight-Net iteration; model in training mode. Returns detached tensors:
+    losses (per sample), weights (from the updated V), loss (the real step's), meta_loss.
+    detach_vnet_input=False: V fed the loss with its gradient in steps 1-2, as the class-imbalance code."""
+    if meta_grad not in META_GRADS:
+        raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
+    params = dict(model.named_parameters())
+    if meta_grad == "jvp":
+        losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also step 3's forward
+        if detach_vnet_input:
+            weights = sample_weights(vnet, losses)
+            virtual_loss = weighted_loss(losses, weights.detach(), normalize)
+        else:
+            c = loss_coefficients(vnet, losses, normalize)
+            virtual_loss = (losses * c.detach()).sum()  # its w-gradient is J^T c
+        grads = torch.autograd.grad(virtual_loss, list(params.values()), retain_graph=True)
+        g, meta_loss = _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets)
+        u = _jvp_losses(model, params, inputs, targets, g)
+        if detach_vnet_input:
+            surrogate = -lr * weighted_loss(u, weights, normalize)  # its Θ-gradient is dL_meta/dΘ
+        else:
+            surrogate = -lr * (u * c).sum()
+    else:
+        with batch_stats_only(model):
+            virtual_losses = _losses(model, params, inputs, targets)
+        if detach_vnet_input:
+            weights = sample_weights(vnet, virtual_losses)
+        else:
+            weights = vnet(virtual_losses.unsqueeze(1)).squeeze(1)
+        grads = torch.autograd.grad(
+            weighted_loss(virtual_losses, weights, normalize), list(params.values()), create_graph=True
+        )
+        virtual = {k: p - lr * gr for (k, p), gr in zip(params.items(), grads, strict=True)}
+        with batch_stats_only(model):
+            surrogate = F.cross_entropy(functional_call(model, virtual, (meta_inputs,)), meta_targets)
+        meta_loss = surrogate.detach()
+    vnet_optimizer.zero_grad(set_to_none=True)
+    vnet_grads = torch.autograd.grad(surrogate, list(vnet.parameters()))
+    for p, grad in zip(vnet.parameters(), vnet_grads, strict=True):
+        p.grad = grad
+    vnet_optimizer.step()
+    if meta_grad == "double_backward":
+        losses = F.cross_entropy(model(inputs), targets, reduction="none")
+    with torch.no_grad():
+        new_weights = sample_weights(vnet, losses)
+    loss = _real_step(optimizer, weighted_loss(losses, new_weights, normalize))
+    return {"losses": losses.detach(), "weights": new_weights, "loss": loss, "meta_loss": meta_loss}
+
+
+def l2rw_weights_from_grad(grad_eps):
+    """Ren et al. 2018: w = max(0, -dL_meta/dε), normalised by its sum (zero if the sum is 0)."""
+    w = torch.clamp(-grad_eps, min=0)
+    norm = w.sum()
+    return w / torch.where(norm != 0, norm, torch.ones_like(norm))
+
+
+def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, meta_grad="jvp"):
+    """One learning-to-reweight iteration (the paper's strongest reweighting baseline).
+
+    Weights come from the meta-gradient at ε = 0 of L = sum ε_i l_i; since w' = w there,
+    dL_meta/dε_i = -lr <g, dl_i/dw> with g = dL_meta/dw at w: one JVP. Same returns as mwnet_step.
+    """
+    if meta_grad not in META_GRADS:
+        raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
+    params = dict(model.named_parameters())
+    if meta_grad == "jvp":
+        losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also the real step's forward
+        zeros = [torch.zeros_like(p) for p in params.values()]
+        g, meta_loss = _meta_grad_wrt_virtual(model, params, zeros, lr, meta_inputs, meta_targets)
+        grad_eps = -lr * _jvp_losses(model, params, inputs, targets, g)
+    else:
+        with batch_stats_only(model):
+            virtual_losses = _losses(model, params, inputs, targets)
+        eps = torch.zeros_like(virtual_losses, requires_grad=True)
+        grads = torch.autograd.grad((eps * virtual_losses).sum(), list(params.values()), create_graph=True)
+        virtual = {k: p - lr * gr for (k, p), gr in zip(params.items(), grads, strict=True)}
+        with batch_stats_only(model):
+            meta = F.cross_entropy(functional_call(model, virtual, (meta_inputs,)), meta_targets)
+        grad_eps = torch.autograd.grad(meta, eps)[0]
+        meta_loss = meta.detach()
+        losses = F.cross_entropy(model(inputs), targets, reduction="none")
+    weights = l2rw_weights_from_grad(grad_eps.detach())
+    loss = _real_step(optimizer, (losses * weights).sum())  # the weights sum to 1 (or are all 0)
+    return {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": meta_loss}
+
+
+def erm_step(model, optimizer, inputs, targets):
+    """Plain training with the same loop: every weight 1, mean loss."""
+    losses = F.cross_entropy(model(inputs), targets, reduction="none")
+    weights = torch.ones_like(losses)
+    loss = _real_step(optimizer, losses.mean())
+    return {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": torch.zeros_like(loss)}

@@ -1,0 +1,162 @@
+"""What a run shows while it runs, and what it leaves in <run>/train.log (README, "What a run shows").
+
+A start block (where, on what, how much data, the actual noise, the schedule), then one plain line per
+evaluation (and every --print-freq iterations), then the end. On a terminal a tqdm bar runs below the
+lines; elsewhere (a log file, the runner, SLURM) there is no bar, only the lines. Every line is also
+appended to train.log, which survives resumes. --tensorboard adds the same numbers as TensorBoard events.
+"""
+
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+
+def duration(seconds):
+    """h:mm:ss (or d days h:mm:ss) for elapsed times and ETAs."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def _num(value, digits):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def setting(args, noise_rate):
+    """The data's setting in words: noise type and probability, imbalance, and the actual share of wrong labels."""
+    parts = []
+    if args.imb_factor:
+        parts.append(f"long-tailed, imbalance factor {args.imb_factor:g}")
+    if args.corruption_prob or not args.imb_factor:
+        parts.append(f"{args.corruption_type} noise p={args.corruption_prob:g}")
+    return ", ".join(parts) + f"; {100 * noise_rate:.1f}% of training labels wrong"
+
+
+def banner(args, plan, data, device, run_dir, resumed_at):
+    model = "ResNet-32" if args.arch == "resnet32" else f"WRN-{args.layers}-{args.widen_factor}"
+    threads = (
+        f" ({torch.get_num_threads()} CPU threads)"
+        if device.type == "cpu"
+        else f" ({torch.cuda.get_device_name(device)})"
+    )
+    if args.unit == "epoch":
+        schedule = f"{plan.total} iterations ({plan.total / plan.steps_per_epoch:g} epochs of {plan.steps_per_epoch})"
+        unit = "epochs"
+    else:
+        schedule, unit = f"{plan.total} iterations", "iterations"
+    schedule += f", lr {args.lr:g} x0.1 at {unit} {', '.join(f'{m:g}' for m in args.milestones) or '-'}"
+    if args.real_lr_ahead:
+        schedule += f" ({args.real_lr_ahead:g} {unit} earlier for the real step)"
+    lines = [
+        f"{args.script}: {args.method} ({'dry run, ' if args.dry_run else ''}{model}) on {args.dataset}, {setting(args, data.noise_rate)}",
+        f"  run directory  {run_dir}",
+        f"  device         {device}{threads}, precision {args.precision}",
+        f"  data           {len(data.train_idx)} training, {len(data.meta_idx)} meta, {len(data.test.labels)} test images",
+        f"  schedule       {schedule}; evaluation every {plan.eval_period} iterations",
+    ]
+    if resumed_at is not None:
+        lines.append(f"  resumed        at iteration {resumed_at}")
+    return lines
+
+
+def evaluation_line(record, total, eta):
+    """One evaluation in a line: grep-able, the same on a terminal, in a log file and in train.log."""
+    return (
+        f"eval  it {record['iteration']}/{total}  ep {record['epoch']:.2f}  lr {record['lr']:g}"
+        f"  loss {_num(record['train_loss'], 4)}  meta {_num(record['meta_loss'], 4)}"
+        f"  w_clean {_num(record['weight_clean'], 3)}  w_noisy {_num(record['weight_noisy'], 3)}"
+        f"  test_loss {_num(record['test_loss'], 4)}  acc {record['test_acc']:.2f}  best {record['best_acc']:.2f}"
+        f"  elapsed {duration(record['elapsed'])}  eta {duration(eta)}"
+    )
+
+
+def training_line(step, total, epoch, lr, summary):
+    """--print-freq: the training losses since the last evaluation, as the original printed them."""
+    return (
+        f"train it {step}/{total}  ep {epoch:.2f}  lr {lr:g}  loss {_num(summary['train_loss'], 4)}"
+        f"  meta {_num(summary['meta_loss'], 4)}  w_clean {_num(summary['weight_clean'], 3)}  w_noisy {_num(summary['weight_noisy'], 3)}"
+    )
+
+
+class Reporter:
+    """Prints the lines (stdout, or stderr for errors) and appends them to train.log; a bar on a terminal only."""
+
+    def __init__(self, log_path, terminal=None):
+        self.log = open(log_path, "a", buffering=1)
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bar = None
+        self.log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+
+    def line(self, text, error=False):
+        stream = sys.stderr if error else sys.stdout
+        if self.bar is not None:
+            self.bar.write(text, file=stream)
+        else:
+            print(text, file=stream, flush=True)
+        self.log.write(text + "\n")
+
+    def start(self, total, initial, desc):
+        """The bar, on a terminal. smoothing=0: its rate and ETA average over the whole session, evaluations included."""
+        self.session = (time.perf_counter(), initial)
+        if self.terminal:
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="it", smoothing=0, dynamic_ncols=True)
+
+    def eta(self, step, total):
+        """Seconds left at this session's average pace, evaluation time included."""
+        start, initial = self.session
+        done = step - initial
+        return (time.perf_counter() - start) / done * (total - step) if done > 0 else None
+
+    def advance(self, epoch, lr, last_acc, best_acc):
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"ep {epoch:.2f} lr {lr:g} acc {_num(last_acc, 2)} best {_num(best_acc, 2)}", refresh=False
+            )
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.log.close()
+
+
+class TensorBoard:
+    """--tensorboard: per evaluation the metrics as scalars, V at losses 0, 1, ..., 10, and the weight
+    histograms of clean and of noisy training samples, in <run>/tb."""
+
+    def __init__(self, path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(path)
+
+    def evaluation(self, record, grid, last_weight, is_noisy):
+        step = record["iteration"]
+        for key in (
+            "lr",
+            "train_loss",
+            "train_ce",
+            "meta_loss",
+            "test_loss",
+            "test_acc",
+            "weight_clean",
+            "weight_noisy",
+        ):
+            if record.get(key) is not None:
+                self.writer.add_scalar(key, record[key], step)
+        for x, v in zip(grid, record["vnet_curve"] or [], strict=False):
+            if float(x).is_integer():
+                self.writer.add_scalar(f"vnet/V(loss={x:g})", v, step)
+        seen = ~torch.isnan(last_weight)
+        for name, mask in (("clean", seen & ~is_noisy), ("noisy", seen & is_noisy)):
+            if mask.any():
+                self.writer.add_histogram(f"weights/{name}", last_weight[mask].cpu(), step)
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()

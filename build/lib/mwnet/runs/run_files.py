@@ -1,0 +1,451 @@
+"""Everything a run writes and reads back, and the rules for reusing a run directory (README, "Run files").
+
+config.json               every flag, the derived seeds, the actual noise rate, the vnet loss grid, versions
+metrics.jsonl             one JSON line per evaluation (also kept in the checkpoint, which is the truth)
+results.json              status ("finished" or "diverged"), best and last test accuracy, speed, wall time
+split.npz                 meta and training indices, clean and noisy labels
+weights.npz               each training sample's last loss and weight, with its noisy-or-not flag
+weighting_function.csv    the final meta-weight-net's weight at each loss of the grid
+checkpoint.pt             everything needed to continue (--resume), at the last evaluation or stop
+model_best.pt             model and meta-weight-net at the best test accuracy
+train.log                 what the run printed, appended on every start and resume
+.lock                     held (fcntl.flock) by the process that owns the directory
+
+One process owns a run directory for its whole life. Every file is written atomically (a temporary
+file moved over the old one), JSON never holds NaN or Infinity, and readers drop a torn last line
+of metrics.jsonl. This module imports torch only to read and write checkpoints, so the runner,
+summarize.py and plot.py read runs without it.
+"""
+
+import contextlib
+import csv
+import errno
+import fcntl
+import glob
+import json
+import math
+import os
+import pickle
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from mwnet.errors import UserError
+
+CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
+SPLIT, WEIGHTS, CURVE = "split.npz", "weights.npz", "weighting_function.csv"
+CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
+TMP_PREFIX = ".tmp-"
+# What a fresh start replaces in a directory that holds no run (no checkpoint, no results). train.log stays.
+PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD)
+
+# Flags that do not change a run's numbers: the only ones that may differ between a run and the command
+# that resumes it, evaluates it, or (in the runner) counts it as done.
+FREE_FLAGS = (
+    "out",
+    "name",
+    "resume",
+    "evaluate",
+    "device",
+    "data_path",
+    "download",
+    "print_freq",
+    "prefetch",
+    "tensorboard",
+)
+# What config.json records beside the flags.
+RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "environment")
+CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
+CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
+BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
+_MISSING = "(absent)"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------- writing, atomically
+
+
+def _clean(obj):
+    """JSON-safe: non-finite floats become None (null), NumPy scalars plain numbers."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json(obj, indent=None):
+    return json.dumps(_clean(obj), indent=indent, allow_nan=False)
+
+
+def _write_failure(path, e):
+    """One line for a failed write: what, why, and that the previous file is unchanged."""
+    folder = os.path.dirname(os.path.abspath(path))
+    full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+    if not full and os.path.isdir(folder):
+        full = shutil.disk_usage(folder).free < 2**20
+    if full:
+        return UserError(
+            f"could not write {path}: the disk is full; free some space (the previous file is unchanged), then continue with --resume"
+        )
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
+    return UserError(
+        f"could not write {path} ({reason}); check the folder's permissions and space, or choose another --out"
+    )
+
+
+def write_atomic(path, write):
+    """Call write(tmp_path), then move it over `path`: readers see the old file or the whole new one.
+    A failure (full disk, no permission) removes the temporary file and raises one UserError line."""
+    tmp = None
+    try:
+        folder, name = os.path.split(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix="-" + name)  # torch.save wants the extension
+        os.close(fd)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the file it replaces was not
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise _write_failure(path, e) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj):
+    text = to_json(obj, indent=2) + "\n"
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    write_atomic(path, write)
+
+
+def save_npz_atomic(path, **arrays):
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez(f, **arrays)
+
+    write_atomic(path, write)
+
+
+def _torch_save(state, path):
+    import torch
+
+    try:
+        torch.save(state, path)
+    except RuntimeError as e:  # torch reports a failed write (a full disk among them) as a RuntimeError
+        raise OSError(errno.EIO, f"write failed: {str(e).splitlines()[0][:100]}") from None
+
+
+# ---------------------------------------------------------------- reading, for everyone
+
+
+def read_json(path):
+    """A JSON file of a run, or None if it does not exist."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not readable JSON ({type(e).__name__}); the run directory is damaged") from None
+
+
+def read_metrics(run_dir):
+    """The evaluations of a run. A torn last line (a kill in mid-write) is dropped; a bad line before it is an error."""
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split("\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i == len(lines) - 1:  # the last line, without its newline: torn
+                break
+            raise UserError(
+                f"{path}: line {i + 1} is not JSON; the file is damaged (resuming the run rewrites it from its checkpoint)"
+            ) from None
+    return records
+
+
+def read_weights(run_dir):
+    path = os.path.join(run_dir, WEIGHTS)
+    return dict(np.load(path)) if os.path.exists(path) else None
+
+
+def status(run_dir):
+    """empty, started (flags written, no checkpoint: holds no run), stopped, finished or diverged."""
+    results = read_json(os.path.join(run_dir, RESULTS))
+    if results is not None:
+        return results.get("status", "finished")
+    if os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+        return "stopped"
+    return "started" if os.path.exists(os.path.join(run_dir, CONFIG)) else "empty"
+
+
+def holds_run(state):
+    return state in ("stopped", "finished", "diverged")
+
+
+@dataclass
+class Run:
+    """A run directory as the runner, summarize.py and plot.py see it."""
+
+    path: str
+    config: dict | None
+    results: dict | None
+    status: str
+
+    @cached_property
+    def metrics(self):
+        return read_metrics(self.path)
+
+    @cached_property
+    def weights(self):
+        return read_weights(self.path)
+
+
+def read_run(run_dir):
+    return Run(
+        run_dir, read_json(os.path.join(run_dir, CONFIG)), read_json(os.path.join(run_dir, RESULTS)), status(run_dir)
+    )
+
+
+# ---------------------------------------------------------------- configurations
+
+
+def numbers_config(config):
+    """The flags that change a run's numbers (every flag but FREE_FLAGS), without what config.json adds."""
+    return {k: v for k, v in config.items() if k not in FREE_FLAGS and k not in RECORDED}
+
+
+def config_differences(there, here, leave_out=()):
+    """'flag value-there vs value-here' for each numbers-changing flag that differs (but those left out)."""
+    a, b = numbers_config(there), numbers_config(here)
+    keys = sorted(k for k in set(a) | set(b) if k not in leave_out and a.get(k, _MISSING) != b.get(k, _MISSING))
+    return [f"{k} {a.get(k, _MISSING)} vs {b.get(k, _MISSING)}" for k in keys]
+
+
+def config_key(config, leave_out=("seed",)):
+    """A hashable key of a configuration: runs with equal keys differ only in `leave_out` and free flags."""
+    return json.dumps({k: v for k, v in numbers_config(config).items() if k not in leave_out}, sort_keys=True)
+
+
+def merge_given(stored, given, source):
+    """The flags a resumed or evaluated run goes on with: its own, except the free flags given beside it.
+    A numbers-changing flag given with another value is refused, every difference named in one line."""
+    diffs = [k for k in sorted(given) if k not in FREE_FLAGS and stored.get(k, _MISSING) != given[k]]
+    if diffs:
+        theirs = ", ".join(f"--{k} {stored.get(k, _MISSING)}" for k in diffs)
+        yours = ", ".join(f"--{k} {given[k]}" for k in diffs)
+        raise UserError(
+            f"{source} was made with {theirs}, not {yours}; leave those flags out to go on with the run's own, or start a new run with another --out"
+        )
+    flags = {k: v for k, v in stored.items() if k not in RECORDED}
+    flags.update(given)
+    return flags
+
+
+def default_run_name(config):
+    """runs/<arch>-<dataset>-<noise or imbalance>-<method>-s<seed>, so that different runs never share a folder."""
+    arch = "resnet32" if config["arch"] == "resnet32" else f"wrn-{config['layers']}-{config['widen_factor']}"
+    noise = f"{config['corruption_type']}{config['corruption_prob']:g}"
+    if config.get("imb_factor"):
+        noise = f"imb{config['imb_factor']:g}" + (f"-{noise}" if config["corruption_prob"] else "")
+    dry = "-dry" if config.get("dry_run") else ""
+    return f"{arch}-{config['dataset']}-{noise}-{config['method']}-s{config['seed']}{dry}"
+
+
+# ---------------------------------------------------------------- the run directory, owned by one process
+
+
+class RunDir:
+    """A run directory: the lock, the fresh-start and resume rules, every file written and read back."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock_fd = None
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def status(self):
+        return status(self.path)
+
+    def check_usable(self):
+        """Before anything is written: the path must be a directory or not exist yet."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise UserError(f"--out {self.path} is a file, not a directory; choose another --out")
+
+    @contextlib.contextmanager
+    def owned(self):
+        """Own the directory while the block runs: an OS lock, released at its end and by the OS when the
+        process dies, kill -9 included, so that no stale lock is ever left."""
+        self.lock()
+        try:
+            yield self
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def lock(self):
+        """Make the directory and lock it, or say who holds it."""
+        self.check_usable()
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(
+                f"cannot write to {self.path} ({e.strerror}); check its permissions or choose another --out"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{self.path} is in use by {holder}; wait for it to end, or choose another --out") from None
+        self._lock_fd = fd
+
+    def claim(self):
+        """Once the run starts (not when it is refused): name the holder in the lock file, for a second process."""
+        os.ftruncate(self._lock_fd, 0)
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.pwrite(self._lock_fd, f"process {os.getpid()} on {socket.gethostname()} since {when}\n".encode(), 0)
+
+    def remove_temporaries(self):
+        """Temporary files of writes cut short by a kill (each a full checkpoint for WRN-28-10)."""
+        for path in glob.glob(self.file(TMP_PREFIX + "*")):
+            os.remove(path)
+
+    def prepare_fresh(self):
+        """Under the lock: refuse a directory that holds a run, else clear what a stopped start left."""
+        state = self.status()
+        if holds_run(state):
+            what = {"stopped": "a stopped run", "finished": "a finished run", "diverged": "a diverged run"}[state]
+            hint = f"continue it with --resume {self.path}, or" if state == "stopped" else "remove it, or"
+            raise UserError(f"{self.path} already holds {what}; {hint} choose another --out or --name")
+        self.remove_temporaries()
+        for name in PARTIAL:
+            path = self.file(name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+
+    # -- checkpoints
+
+    def save_checkpoint(self, state):
+        write_atomic(self.file(CHECKPOINT), lambda tmp: _torch_save(state, tmp))
+
+    def save_best(self, state):
+        write_atomic(self.file(BEST), lambda tmp: _torch_save(state, tmp))
+
+    def load_checkpoint(self):
+        return load_state(self.file(CHECKPOINT), CHECKPOINT_KEYS, "checkpoint")
+
+    # -- metrics, results and the rest
+
+    def append_metrics(self, record):
+        with open(self.file(METRICS), "a") as f:
+            f.write(to_json(record) + "\n")
+
+    def rewrite_metrics(self, records):
+        """On resume: exactly the evaluations the checkpoint holds (a later, torn or damaged line is not kept)."""
+        text = "".join(to_json(r) + "\n" for r in records)
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                f.write(text)
+
+        write_atomic(self.file(METRICS), write)
+
+    def write_config(self, config):
+        write_json(self.file(CONFIG), config)
+
+    def read_config(self):
+        return read_json(self.file(CONFIG))
+
+    def write_results(self, results):
+        write_json(self.file(RESULTS), results)
+
+    def save_split(self, meta_idx, train_idx, clean_labels, noisy_labels):
+        save_npz_atomic(
+            self.file(SPLIT),
+            meta_idx=meta_idx,
+            train_idx=train_idx,
+            clean_labels=clean_labels,
+            noisy_labels=noisy_labels,
+        )
+
+    def save_weights(self, train_idx, clean_labels, noisy_labels, loss, weight):
+        is_noisy = clean_labels != noisy_labels
+        save_npz_atomic(
+            self.file(WEIGHTS),
+            train_idx=train_idx,
+            clean_labels=clean_labels,
+            noisy_labels=noisy_labels,
+            is_noisy=is_noisy,
+            loss=loss,
+            weight=weight,
+        )
+
+    def save_weighting_function(self, grid, curve):
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["loss", "weight"])
+                writer.writerows(zip(grid, curve, strict=True))
+
+        write_atomic(self.file(CURVE), write)
+
+
+def load_state(path, keys, what):
+    """A checkpoint or best model, checked for the keys this project writes. weights_only: loading runs no code."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        pickle.UnpicklingError,
+    ) as e:
+        raise UserError(
+            f"{path} is not a readable {what} of this project ({type(e).__name__}); start a new run instead"
+        ) from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"{path} is not a complete {what} of this project (no {missing[0]!r}); start a new run instead")
+    return state
+
+
+def model_file(path):
+    """--evaluate's argument: a run directory (its checkpoint.pt), a checkpoint.pt or a model_best.pt."""
+    target = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+    if not os.path.isfile(target):
+        raise UserError(f"--evaluate {path}: no such checkpoint ({target} does not exist)")
+    keys = BEST_KEYS if os.path.basename(target) == BEST else ("config", "progress", "model", "vnet")
+    return target, load_state(target, keys, "model file")

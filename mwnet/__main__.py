@@ -1,0 +1,41 @@
+"""python -m mwnet COMMAND [flags] (or the console script `mwnet`): the project's commands, from any directory.
+
+    python -m mwnet MW-Net.py --dataset fashionmnist --dry_run --out runs/smoke   # = python MW-Net.py ... in a checkout
+    python -m mwnet train_WRN-28-10_Meta_PGC.py --dataset cifar10 --data_path ./data
+    python -m mwnet runner commands.txt --gpus 0,1      # = python scripts/runner.py ...
+    python -m mwnet summarize --runs runs
+    python -m mwnet plot runs/a runs/b --out figures
+    python -m mwnet split --dataset cifar10 --download  # = python load_corrupted_data.py ...
+Each command takes the flags of its script (COMMAND --help).
+"""
+
+import importlib
+import sys
+
+TRAINING = ("MW-Net.py", "train_WRN-28-10_Meta_PGC.py")
+TOOLS = ("runner", "summarize", "plot", "split")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    usage = f"usage: python -m mwnet {{{','.join(TRAINING + TOOLS)}}} [flags]"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
+    if not argv or argv[0] not in TRAINING + TOOLS:
+        sys.stderr.write(f"mwnet: {f'unknown command {argv[0]!r}; ' if argv else ''}{usage}\n")
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command in TRAINING:
+        from mwnet.engine.training import main as train
+
+        return train(command, rest)
+    if command == "split":
+        from mwnet.tools.split import command as split
+
+        return split(rest)
+    return importlib.import_module(f"mwnet.tools.{command}").main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The paper's figures from run directories, sized for a paper's column and readable there.
+
+    python scripts/plot.py runs/fm-u60-mwnet runs/fm-u60-l2rw runs/fm-u60-erm --out figures
+    python scripts/plot.py runs/fashionmnist_resnet32/fashionmnist/*/mwnet/seed* --out figs --format png,pdf
+writes, for the runs given:
+    weighting_function.<ext>  the learned weight V(loss) at the last evaluation, on a fixed [0, 1] axis
+    weight_histograms.<ext>   densities of the last training weights of clean and of noisy samples, one
+                              panel per configuration: MW-Net panels share their axes, L2RW's (weights
+                              that sum to 1 per batch) have their own
+    test_accuracy.<ext>       test accuracy over training
+Runs that differ only in the seed form one curve: their mean, with a band from the lowest to the highest
+seed. Labels name the method as the tables do (MW-Net, L2RW, Plain (same schedule), Plain (BaseModel
+schedule)) and add the settings that tell two curves apart, or come from --labels.
+"""
+
+import argparse
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mwnet.errors import UserError  # noqa: E402
+from mwnet.runs.run_files import config_key, numbers_config, read_run  # noqa: E402
+
+ROW_NAMES = {
+    "mwnet": "MW-Net",
+    "l2rw": "L2RW",
+    "erm": "Plain (same schedule)",
+    "erm_long": "Plain (BaseModel schedule)",
+}
+METHOD_NAMES = {"mwnet": "MW-Net", "l2rw": "L2RW", "erm": "Plain training"}
+STYLE = {"font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 8, "xtick.labelsize": 8}
+STYLE.update({"ytick.labelsize": 8, "lines.linewidth": 1.2, "axes.spines.top": False, "axes.spines.right": False})
+COLUMN = 3.4  # inches: one column of a two-column paper
+
+
+def describe(config):
+    """The settings of a configuration, in words, keyed so that differing ones can be picked out."""
+    c = numbers_config(config)
+    model = "ResNet-32" if c.get("arch") == "resnet32" else f"WRN-{c.get('layers')}-{c.get('widen_factor')}"
+    words = {
+        "model": model,
+        "dataset": c.get("dataset"),
+        "noise": f"{c.get('corruption_type')} {100 * c.get('corruption_prob', 0):g}%",
+    }
+    if c.get("imb_factor"):
+        words["imbalance"] = f"imbalance {c['imb_factor']:g}"
+    skip = {"arch", "layers", "widen_factor", "droprate", "dataset", "corruption_type", "corruption_prob", "imb_factor"}
+    skip |= {"seed", "method", "script", "unit", "sampling"}
+    words.update({k: f"{k} {v}" for k, v in c.items() if k not in skip})
+    return words
+
+
+class Series:
+    """The runs of one configuration (seeds), drawn as one curve."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.config = runs[0].config
+        folder = os.path.basename(os.path.dirname(os.path.normpath(runs[0].path)))
+        method = self.config["method"]
+        in_table = folder in ROW_NAMES and (folder == method or folder == f"{method}_long")
+        self.name = ROW_NAMES[folder] if in_table else METHOD_NAMES[method]
+        self.label = self.name
+        # Never shown as a result without saying so: a dry run, a diverged or an unfinished run.
+        marks = {"dry run"} if self.config.get("dry_run") else set()
+        marks |= {r.status for r in runs if r.status != "finished"}
+        self.mark = f" [{', '.join(sorted(marks))}]" if marks else ""
+        self.rank = list(ROW_NAMES).index(folder if in_table else method)  # the tables' row order
+
+    def mean_band(self, key):
+        """x, mean, low, high of a per-evaluation metric over the seeds (their common evaluations)."""
+        metrics = [r.metrics for r in self.runs]
+        n = min(len(m) for m in metrics)
+        x = np.array([m["epoch"] for m in metrics[0][:n]])
+        y = np.array([[m[key] for m in ms[:n]] for ms in metrics], dtype=float)
+        return x, y.mean(0), y.min(0), y.max(0)
+
+
+def make_series(paths, labels=None):
+    runs = []
+    for path in paths:
+        run = read_run(path)
+        if run.config is None or not run.metrics:
+            raise UserError(f"{path} is not a run directory with evaluations (config.json and metrics.jsonl)")
+        runs.append(run)
+    groups = {}
+    for run in runs:
+        groups.setdefault(config_key(run.config), []).append(run)
+    series = sorted((Series(g) for g in groups.values()), key=lambda s: s.rank)  # stable: else as given
+    if labels:
+        if len(labels) != len(series):
+            raise UserError(
+                f"--labels gives {len(labels)} labels for {len(series)} configurations (seeds of one share a label)"
+            )
+        for s, label in zip(series, labels, strict=True):
+            s.label = label + s.mark
+        return series
+    for name in {s.name for s in series}:  # the settings that tell apart curves of one name
+        same = [s for s in series if s.name == name]
+        words = [describe(s.config) for s in same]
+        differ = [k for k in words[0] if len({w.get(k) for w in words}) > 1]
+        for s, w in zip(same, words, strict=True):
+            s.label = ", ".join([name] + [w[k] for k in differ if w.get(k)])
+    for s in series:
+        s.label += s.mark
+    return series
+
+
+def colours(n):
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def legend(ax, n):
+    if n >= 3:  # several curves and their bands: the legend goes below the axes, never over them
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1 if n < 5 else 2, frameon=False)
+    else:
+        ax.legend(frameon=False)
+
+
+def band_plot(ax, series, key, ylabel, ylim=None):
+    for s, colour in zip(series, colours(len(series)), strict=True):
+        x, mean, low, high = key(s)
+        seeds = f" ({len(s.runs)} seeds)" if len(s.runs) > 1 else ""
+        ax.plot(x, mean, color=colour, marker="o" if len(x) < 15 else None, markersize=3, label=s.label + seeds)
+        if len(s.runs) > 1:
+            ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    legend(ax, len(series))
+
+
+def vnet_curves(s):
+    curves = np.array([r.metrics[-1]["vnet_curve"] for r in s.runs], dtype=float)
+    return np.array(s.config["vnet_loss_grid"]), curves.mean(0), curves.min(0), curves.max(0)
+
+
+def plot_weighting_function(series):
+    series = [s for s in series if s.runs[0].metrics[-1].get("vnet_curve")]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.5))
+    band_plot(ax, series, vnet_curves, "weight V(loss)", ylim=(0, 1))
+    ax.set_xlabel("training loss")
+    return fig
+
+
+def plot_test_accuracy(series):
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.5))
+    band_plot(ax, series, lambda s: s.mean_band("test_acc"), "test accuracy (%)")
+    ax.set_xlabel("epoch")
+    return fig
+
+
+def plot_weight_histograms(series):
+    groups = [
+        [s for s in series if s.config["method"] == m and s.runs[0].weights is not None] for m in ("mwnet", "l2rw")
+    ]
+    panels = [s for g in groups for s in g]
+    if not panels:
+        return None
+    fig = plt.figure(figsize=(min(2 * COLUMN, 2.3 * len(panels)), 2.3))
+    axes = []
+    for group in groups:
+        weights = [np.concatenate([r.weights["weight"] for r in s.runs]) for s in group]
+        top = max((np.nanmax(w) for w in weights), default=1.0)
+        bins = np.linspace(0, 1 if group is groups[0] else top, 41)  # MW-Net's weights lie in [0, 1]
+        first = None
+        for s, w in zip(group, weights, strict=True):
+            ax = fig.add_subplot(1, len(panels), len(axes) + 1, sharex=first, sharey=first)
+            first = first or ax
+            noisy = np.concatenate([r.weights["is_noisy"] for r in s.runs]).astype(bool)
+            seen = ~np.isnan(w)
+            for mask, name in ((seen & ~noisy, "clean"), (seen & noisy, "noisy")):
+                if mask.any():
+                    ax.hist(w[mask], bins=bins, density=True, alpha=0.6, label=f"{name} ({mask.sum()})")
+            ax.set_title(s.label)
+            ax.set_xlabel("weight")
+            ax.legend(frameon=False)
+            axes.append(ax)
+    axes[0].set_ylabel("density")
+    return fig
+
+
+FIGURES = {
+    "weighting_function": plot_weighting_function,
+    "weight_histograms": plot_weight_histograms,
+    "test_accuracy": plot_test_accuracy,
+}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Plot the paper's figures from run directories.")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+    p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (default: png)")
+    p.add_argument("--labels", default=None, help="comma-separated labels, one per configuration, in the order given")
+    args = p.parse_args(argv)
+    formats = args.format.split(",")
+    if not set(formats) <= {"png", "pdf", "svg"}:
+        sys.stderr.write(f"plot: --format {args.format}: choose from png, pdf, svg\n")
+        return 2
+    try:
+        series = make_series(args.runs, args.labels.split(",") if args.labels else None)
+    except UserError as e:
+        sys.stderr.write(f"plot: {e}\n")
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    with plt.rc_context(STYLE):
+        for name, plot in FIGURES.items():
+            fig = plot(series)
+            if fig is None:
+                continue
+            for ext in formats:
+                path = os.path.join(args.out, f"{name}.{ext}")
+                fig.savefig(path, bbox_inches="tight", dpi=200)
+                print(f"wrote {path}")
+            plt.close(fig)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
