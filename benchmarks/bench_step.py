@@ -139,16 +139,15 @@ def measure(step, device, precision, warmup, iters):
     """ms per iteration and peak memory (MiB, CUDA only) of `iters` timed iterations, in the numerics of
     the scripts' --precision (fp32: strict float32; tf32; bf16 autocast)."""
     set_numerics(precision, deterministic=False)
-    amp = autocast(precision, device)
-    with amp:
-        for _ in range(warmup):
+    for _ in range(warmup):
+        with autocast(precision, device):  # a region per iteration, as the loop enters one
             step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    with amp:
-        for _ in range(iters):
+    for _ in range(iters):
+        with autocast(precision, device):
             step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

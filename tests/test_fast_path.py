@@ -2,11 +2,13 @@
 
 import copy
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import CPU_ENV, ROOT, assert_one_line_error, run_cli
 
 from benchmarks.bench_step import original_way
 from mwnet.data.catalog import MEAN_STD
@@ -14,6 +16,7 @@ from mwnet.data.device_loader import DeviceLoader
 from mwnet.method.meta_step import mwnet_step
 from mwnet.models.meta_layers import VNet
 from mwnet.models.resnet import ResNet32
+from mwnet.models.wideresnet import WideResNet
 
 
 def test_original_way_equals_mwnet_step():
@@ -117,3 +120,128 @@ def test_eval_benchmark_smoke_run():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [int(r[0]) for r in rows] == [100, 200] and all(float(r[1]) > 0 for r in rows) and "(used)" in proc.stdout
+
+
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("way", ["jvp", "double_backward"])
+def test_step_3_weighs_with_the_updated_vnet_under_bf16_autocast(way, detach):
+    """Autocast caches its bf16 copy of each parameter for the region: without clearing it after the meta-net's
+    step, step 3 (and the weights a run records) would use V before its update."""
+    torch.manual_seed(0)
+    model, vnet = ResNet32(10), VNet()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    vopt = torch.optim.SGD(vnet.parameters(), 10.0)  # a large step, so that V before and after differ clearly
+    before = copy.deepcopy(vnet)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # one region around the iteration, as the loop has
+        out = mwnet_step(model, vnet, opt, vopt, x, y, x, y, 0.1, meta_grad=way, detach_vnet_input=detach)
+    losses = out["losses"].unsqueeze(1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # a fresh region: fresh casts
+        new, old = vnet(losses).squeeze(1), before(losses).squeeze(1)
+    assert (new - old).abs().max() > 1e-2
+    torch.testing.assert_close(out["weights"], new, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_both_tf32_apis_answer_after_set_numerics(precision):
+    """torch.compile, cudnn.flags() and users' code read the legacy flags; since torch 2.9 a mix of the legacy
+    and the new API makes those getters raise. After set_numerics both answer, and agree."""
+    from mwnet.engine.components import numerics, set_numerics
+    from mwnet.engine.options import PRECISIONS
+
+    try:
+        set_numerics(precision, deterministic=False)
+        tf32 = PRECISIONS[precision][0]
+        assert torch._C._get_cublas_allow_tf32() is tf32 and torch._C._get_cudnn_allow_tf32() is tf32
+        assert numerics() == {"matmul_allow_tf32": tf32, "cudnn_allow_tf32": tf32}
+        if hasattr(torch.backends, "fp32_precision"):  # the new API (torch >= 2.9)
+            assert (torch.backends.cuda.matmul.fp32_precision == "tf32") is tf32
+            assert (torch.backends.cudnn.conv.fp32_precision == "tf32") is tf32
+    finally:
+        set_numerics("fp32", deterministic=False)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+@pytest.mark.parametrize("arch", ["resnet32", "wrn"])
+def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
+    """CUDA adds cuDNN's BatchNorm and convolutions in channels_last: the meta step's forward-mode pass reaches
+    them on fake CUDA tensors (no GPU needed) and every one has a forward-AD formula, or this raises."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mwnet.engine.components import set_numerics
+    from mwnet.method.meta_step import _jvp_losses
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    model = (ResNet32(10) if arch == "resnet32" else WideResNet(10, 10, widen_factor=2)).to(
+        memory_format=torch.channels_last
+    )
+    try:
+        set_numerics(precision, deterministic=False)
+        with FakeTensorMode():
+            params = {k: torch.empty_strided(p.shape, p.stride(), device="cuda") for k, p in model.named_parameters()}
+            x = torch.randn(4, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, 10, (4,), device="cuda")
+            direction = {k: torch.randn_like(p) for k, p in params.items()}
+            with Ops() as ops:
+                u = _jvp_losses(model, params, x, y, direction)
+            assert u.shape == (4,) and u.device.type == "cuda"
+    finally:
+        set_numerics("fp32", deterministic=False)
+    if torch.backends.cudnn.is_available():  # a CUDA build: the dispatcher picks cuDNN's BatchNorm as on a GPU
+        assert "cudnn_batch_norm.default" in ops.seen
+    assert "convolution.default" in ops.seen
+
+
+def test_parameters_grads_and_optimiser_buffers_keep_their_layout_through_a_checkpoint(tmp_path):
+    """The fused CUDA optimisers need each parameter, gradient and state buffer of one size, stride and dtype:
+    true after steps in channels_last, and after a checkpoint is saved and loaded into fresh modules."""
+    from mwnet.engine.components import build_learner
+    from mwnet.engine.options import parse_args
+
+    args = parse_args("MW-Net.py", [])
+
+    def stepped(learner):
+        x, y = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (4,))
+        m = learner
+        mwnet_step(m.model, m.vnet, m.optimizer, m.vnet_optimizer, x, y, x, y, 0.1)
+
+    def layouts(learner):
+        out = []
+        for module, opt in ((learner.model, learner.optimizer), (learner.vnet, learner.vnet_optimizer)):
+            for p in module.parameters():
+                tensors = [p, p.grad, *[t for t in opt.state[p].values() if torch.is_tensor(t) and t.dim()]]
+                out.append([(t.shape, t.stride(), t.dtype) for t in tensors])
+        return out
+
+    first = build_learner(args, 10, torch.device("cpu"), 0)
+    stepped(first)
+    for row in layouts(first):
+        assert len(row) >= 3 and all(r == row[0] for r in row), row  # parameter, gradient, buffers alike
+    assert any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) for p in first.model.parameters())
+    state = {"model": first.model.state_dict(), "optimizer": first.optimizer.state_dict()}
+    state.update(vnet=first.vnet.state_dict(), vnet_optimizer=first.vnet_optimizer.state_dict())
+    torch.save(state, tmp_path / "c.pt")
+    loaded = torch.load(tmp_path / "c.pt", weights_only=True)
+    second = build_learner(args, 10, torch.device("cpu"), 1)
+    second.model.load_state_dict(loaded["model"])
+    second.optimizer.load_state_dict(loaded["optimizer"])
+    second.vnet.load_state_dict(loaded["vnet"])
+    second.vnet_optimizer.load_state_dict(loaded["vnet_optimizer"])
+    stepped(second)
+    assert layouts(second) == layouts(first)
+
+
+def test_the_gpu_self_check_needs_a_gpu_and_says_so():
+    env = {**CPU_ENV, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert_one_line_error(proc, "gpu_check: no CUDA device is visible", "needs a GPU")

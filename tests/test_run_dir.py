@@ -20,6 +20,7 @@ from conftest import (
     FAST,
     MW,
     SHORT,
+    WRN,
     assert_one_line_error,
     metrics,
     one_thread,
@@ -31,6 +32,7 @@ from conftest import (
 )
 
 from mwnet.engine import training
+from mwnet.engine.options import parse_args
 from mwnet.errors import UserError
 from mwnet.runs import run_files
 
@@ -319,3 +321,55 @@ def test_sigterm_and_sigint_to_a_real_process_checkpoint_and_resume_exactly(runs
     assert proc.returncode == 128 + signal.SIGINT and "stopped by SIGINT" in err, err
     assert quiet_main("--resume", str(run)) == 0
     assert_same_run(run, whole)
+
+
+def test_checkpoint_cadence_over_the_wrn_preset():
+    """20,000 iterations at 1/32 s each (a fake clock), evaluated every 100: a checkpoint after 300 s, before each
+    lr milestone (the evaluation after which the lr drops) and at the end; 200 with --checkpoint_every 0."""
+    plan = training.make_plan(parse_args(WRN, []), batches_per_epoch=490, n_train=49000)
+
+    def written(every):
+        out, last = [], 0
+        for done in range(plan.eval_period, plan.total + 1, plan.eval_period):
+            if training.checkpoint_due(plan, done, (done - last) / 32, every):
+                out.append(done)
+                last = done
+        return out
+
+    assert written(5) == [9600, 18000, 19000, 20000]
+    assert plan.lr_at(17999) == pytest.approx(0.1) and plan.lr_at(18000) == pytest.approx(0.01)  # 18000: the last 0.1
+    assert len(written(0)) == 200
+
+
+def test_a_crash_between_checkpoints_loses_only_what_follows_the_last(capsys, cifar10_dir, tmp_path, monkeypatch):
+    """The default cadence (no checkpoint by time in seconds): checkpoints before the lr milestone at iteration 10
+    (at the evaluation of 8) and at the end. A crash at 13 leaves the checkpoint of 8 and metrics lines up to 12;
+    resuming drops the line of 12, computes it again, and ends as the uninterrupted run."""
+    root, _ = cifar10_dir
+    flags = ["--data_path", root, *SHORT[:-2], "--milestones", "0.15", "--checkpoint_every", "60"]
+    saved = []
+    real_save = run_files.RunDir.save_checkpoint
+    monkeypatch.setattr(
+        run_files.RunDir,
+        "save_checkpoint",
+        lambda self, state: (saved.append(state["progress"]["step"]), real_save(self, state)),
+    )
+    assert run_main(capsys, MW, "--out", str(tmp_path / "whole"), *flags).returncode == 0
+    assert saved == [8, 14]
+    original, count = training.one_step, [0]
+
+    def crash(*args, **kwargs):
+        count[0] += 1
+        if count[0] == 13:
+            raise RuntimeError("a crash")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "one_step", crash)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="a crash"):
+        run_main(capsys, MW, "--out", str(run), *flags)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["progress"]["step"] == 8
+    assert [m["iteration"] for m in metrics(run)] == [4, 8, 12]
+    monkeypatch.setattr(training, "one_step", original)
+    assert run_main(capsys, MW, "--resume", str(run)).returncode == 0
+    assert_same_run(run, tmp_path / "whole")

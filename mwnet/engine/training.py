@@ -75,6 +75,11 @@ class Plan:
         per = self.steps_per_epoch if self.unit == "epoch" else 1
         return self.lr_at(step + round(self.real_ahead * per))
 
+    def lr_changes(self, start, stop):
+        """Whether either step's lr changes at an iteration in [start, stop) (a milestone lies there)."""
+        before = (self.lr_at(start - 1), self.real_lr_at(start - 1))
+        return any((self.lr_at(s), self.real_lr_at(s)) != before for s in range(start, stop))
+
     def is_eval(self, step):
         done = step + 1
         return done % self.eval_period == 0 or done == self.total
@@ -95,6 +100,15 @@ def make_plan(args, batches_per_epoch, n_train):
         period = 2 if args.dry_run else args.eval_every
     images = args.batch_size / max(n_train, 1)
     return Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
+
+
+def checkpoint_due(plan, done, seconds_since, every_minutes):
+    """At the evaluation after `done` iterations: write a checkpoint? At every evaluation with --checkpoint_every 0;
+    else at the end, before an lr milestone (the lr changes before the next evaluation), and once
+    --checkpoint_every minutes have passed since the last one. Signals write their own."""
+    if every_minutes == 0 or done == plan.total or seconds_since >= 60 * every_minutes:
+        return True
+    return plan.lr_changes(done, min(done + plan.eval_period, plan.total))
 
 
 @torch.no_grad()
@@ -184,10 +198,13 @@ class Session:
     progress: Progress
     tally: Tally
     report: Reporter
+    checkpointed_at: int | None = None  # the iteration of the last checkpoint written or resumed from
+    checkpoint_time: float = 0.0  # when (time.perf_counter) it was written, or the session started
     tb: TensorBoard | None = None
 
     def checkpoint(self):
         self.run_dir.save_checkpoint(checkpoint_state(self.config, self.progress, self.learner, self.data, self.tally))
+        self.checkpointed_at, self.checkpoint_time = self.progress.step, time.perf_counter()
 
 
 def train(s, signals):
@@ -231,14 +248,15 @@ def train(s, signals):
     now = time.perf_counter()
     progress.train_seconds += now - mark
     progress.elapsed += now - mark
-    if progress.step > window:
+    if progress.step != s.checkpointed_at:
         s.checkpoint()
     return "stopped", signals.received
 
 
 def evaluated(s, record, test_loss, test_acc):
-    """After a finite evaluation: the best model, the checkpoint, then the metrics line, in that order, so
-    that metrics.jsonl never holds a line past the checkpoint (which holds every line, for resume)."""
+    """After a finite evaluation: the best model, the checkpoint when due (checkpoint_due), then the metrics
+    line. metrics.jsonl may run ahead of the checkpoint, which holds every line up to it: a resume drops
+    the lines past it and computes them again, to the same values."""
     progress, learner = s.progress, s.learner
     is_best = progress.best_acc is None or test_acc > progress.best_acc
     if is_best:
@@ -257,7 +275,9 @@ def evaluated(s, record, test_loss, test_acc):
         }
         s.run_dir.save_best({**best, "vnet": vnet})
     s.tally.reset()
-    s.checkpoint()
+    since = time.perf_counter() - s.checkpoint_time
+    if checkpoint_due(s.plan, record["iteration"], since, s.args.checkpoint_every):
+        s.checkpoint()
     s.run_dir.append_metrics(record)
     s.report.line(evaluation_line(record, s.plan.total, s.report.eta(progress.step, s.plan.total)))
     if s.tb is not None:
@@ -320,6 +340,7 @@ def run(args):
         progress, tally, resumed_at = started
         run_dir.claim()
         s = Session(args, plan, run_dir, config, data, learner, progress, tally, Reporter(run_dir.file(LOG)))
+        s.checkpointed_at, s.checkpoint_time = resumed_at, time.perf_counter()
         try:
             for line in banner(args, plan, data, device, run_dir.path, resumed_at):
                 s.report.line(line)
@@ -364,7 +385,11 @@ def finish(s, outcome, detail):
         return 128 + detail
     if outcome == "diverged":
         first, last = detail
-        kept = f"the checkpoint of iteration {first} is kept" if first else "no checkpoint was written"
+        kept = (
+            f"the checkpoint of iteration {s.checkpointed_at} is kept"
+            if s.checkpointed_at
+            else "no checkpoint was written"
+        )
         run_dir.write_results({**results, "diverged_between": [first, last]})
         why = "a non-finite training loss, meta loss, weight or test loss"
         s.report.line(

@@ -158,6 +158,9 @@ def mwnet_step(
     for p, grad in zip(vnet.parameters(), vnet_grads, strict=True):
         p.grad = grad
     vnet_optimizer.step()
+    # Under autocast, V's low-precision copies of Θ were cached for the region at their first cast in step 1;
+    # step 3 must weigh with the updated Θ, so the cache goes (outside autocast it is empty: no cost).
+    torch.clear_autocast_cache()
     if meta_grad == "double_backward":
         losses = F.cross_entropy(model(inputs), targets, reduction="none")
     with torch.no_grad():

@@ -57,6 +57,7 @@ FREE_FLAGS = (
     "print_freq",
     "prefetch",
     "tensorboard",
+    "checkpoint_every",
 )
 # What config.json records beside the flags.
 RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "environment")

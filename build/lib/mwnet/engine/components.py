@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,32 +34,31 @@ def pick_device(name):
 
 def set_numerics(precision, deterministic):
     """--precision and --deterministic. fp32 is strict float32: cuDNN's convolutions and cuBLAS's matmuls
-    would otherwise run in TF32 on Ampere and later GPUs (cuDNN's default), which the original never did."""
+    would otherwise run in TF32 on Ampere and later GPUs (cuDNN's default), which the original never did.
+
+    Set through the allow_tf32 flags, which every supported torch has. Since torch 2.9 they also set the
+    per-operator fp32_precision flags, so the legacy and the new getters both answer; setting the new ones
+    alone leaves the legacy getters (read by torch.compile, cudnn.flags() and users' code) raising."""
     tf32, _ = PRECISIONS[precision]
-    backends = torch.backends
-    if hasattr(backends, "fp32_precision"):  # torch >= 2.9: the per-backend API (mixing it with allow_tf32 is an error)
-        mode = "tf32" if tf32 else "ieee"
-        backends.cuda.matmul.fp32_precision = mode
-        backends.cudnn.conv.fp32_precision = mode
-    else:
-        backends.cuda.matmul.allow_tf32 = tf32
-        backends.cudnn.allow_tf32 = tf32
+    with warnings.catch_warnings():  # newer torch calls these setters deprecated; they are the one consistent way
+        warnings.simplefilter("ignore", UserWarning)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if deterministic != torch.are_deterministic_algorithms_enabled():  # the call imports torch._inductor: 1 s
         torch.use_deterministic_algorithms(deterministic)
-    backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def numerics():
-    """The settings set_numerics made, for config.json."""
-    backends = torch.backends
-    if hasattr(backends, "fp32_precision"):
+    """The settings set_numerics made, for config.json: whether TF32 is allowed for matmuls and convolutions."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         return {
-            "matmul_fp32": backends.cuda.matmul.fp32_precision,
-            "cudnn_conv_fp32": backends.cudnn.conv.fp32_precision,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         }
-    return {"matmul_allow_tf32": backends.cuda.matmul.allow_tf32, "cudnn_allow_tf32": backends.cudnn.allow_tf32}
 
 
 def autocast(precision, device):

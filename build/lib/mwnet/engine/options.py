@@ -231,6 +231,12 @@ def build_parser(script):
         help=f"evaluate on the test set (and write a checkpoint) every this many {unit}",
     )
     n.add_argument(
+        "--checkpoint_every",
+        type=finite_float,
+        default=5,
+        help="minutes between checkpoints at evaluations (also at the end, before an lr milestone and on a signal); 0: at every evaluation",
+    )
+    n.add_argument(
         "--meta_grad",
         default="jvp",
         choices=("jvp", "double_backward"),
@@ -273,11 +279,14 @@ def given_flags(script, argv):
 
 def args_from_stored(script, stored, given, source):
     """The arguments of a run continued (--resume) or evaluated: its stored flags, with the free ones given."""
-    from mwnet.runs.run_files import merge_given
+    from mwnet.runs.run_files import FREE_FLAGS, merge_given
 
     if stored.get("script") != script:
         raise UserError(f"{source} was made by {stored.get('script')}; use that script")
-    expected = set(vars(build_parser(script).parse_args([]))) | set(DERIVED)
+    defaults = vars(build_parser(script).parse_args([]))
+    expected = set(defaults) | set(DERIVED)
+    # A free flag added since the run was made takes its default: it cannot change the run's numbers.
+    stored = {**{k: defaults[k] for k in FREE_FLAGS if k in defaults}, **stored}
     flags = merge_given(stored, given, source)
     if set(flags) != expected:
         odd = sorted(set(flags) ^ expected)
@@ -307,6 +316,7 @@ def check_args(args):
         "--vnet_wd": args.vnet_wd,
     }
     nonneg.update({"--num_meta": args.num_meta, "--print-freq": args.print_freq, "--real_lr_ahead": args.real_lr_ahead})
+    nonneg["--checkpoint_every"] = args.checkpoint_every
     for flag, value in nonneg.items():
         if value < 0:
             raise UserError(f"{flag} must not be negative, got {value}")
