@@ -22,20 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MW, WRN = "MW-Net.py", "train_WRN-28-10_Meta_PGC.py"
 SMALL_WRN = ["--layers", "10", "--widen-factor", "1"]
 FAST = ["--batch_size", "32", "--num_meta", "100"]
-# 14 iterations of 16 images, evaluated at 4, 8, 12 and 14 (69 iterations an epoch), a checkpoint at each
-# evaluation (the default cadence writes one every 5 minutes: tests/test_run_dir.py tests it apart)
-SHORT = [
-    "--epochs",
-    "0.2",
-    "--eval_every",
-    "0.06",
-    "--batch_size",
-    "16",
-    "--num_meta",
-    "100",
-    "--checkpoint_every",
-    "0",
-]
+# 14 iterations of 16 images, evaluated at 4, 8, 12 and 14 (69 iterations an epoch), a constant lr, a checkpoint
+# at each evaluation (the default cadence writes one every 5 minutes: tests/test_run_dir.py tests it apart)
+SHORT = ["--epochs", "0.2", "--eval_every", "0.06", "--batch_size", "16", "--num_meta", "100", "--milestones"]
+SHORT += ["--checkpoint_every", "0"]
 
 
 def stop_at(monkeypatch, at, signum=signal.SIGUSR1):

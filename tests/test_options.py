@@ -1,6 +1,7 @@
 """The flags: each script's defaults are the original's, every bad value is one line before anything is written."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -189,6 +190,7 @@ def test_precision_flag_maps_to_the_documented_settings():
         (["--num_meta", "1200"], ["leaves no training images"]),  # every image of the synthetic set
         (["--batch_size", "100000", "--method", "erm"], ["--batch_size 100000 is larger than the training set"]),
         (["--epochs", "0.001"], ["--epochs 0.001", "less than one iteration"]),
+        (["--epochs", "0.9"], ["--milestones 80 100 all fall at or after the run's end (epochs 0.9)", "no value"]),
     ],
 )
 def test_bad_values_are_one_line_and_write_nothing(capsys, cifar10_dir, tmp_path, args, fragments):
@@ -217,3 +219,23 @@ def test_a_bad_flag_on_the_command_line_is_one_line(tmp_path):
     proc = run_cli(MW, "--lr", "nan", "--out", str(tmp_path / "x"))
     assert_one_line_error(proc, "MW-Net.py: error:", "--lr")
     assert not (tmp_path / "x").exists()
+
+
+def test_help_gives_each_default_once_and_none_for_switches():
+    text = " ".join(build_parser(MW).format_help().split())
+    assert "--no-augment no crop and flip augmentation --resume" in text  # no "(default: True)" for a switch
+    assert "200 test images --evaluate" in text  # --dry_run's help, without "(default: False)"
+    assert not re.search(r"\(default: [^)]*\) \(default:", text)  # --name, --out said theirs already
+    assert "(default: named from the configuration)" in text and "(default: runs/<name>)" in text
+    assert "instead of the mean of v_i l_i (default: False)" in text  # a value flag keeps its default
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [(["-ctype", "hierarchical"], "hierarchical noise needs CIFAR-100"), (["--num_meta", "105"], "multiple of")],
+)
+def test_what_needs_no_data_is_refused_before_the_data_is_looked_for(capsys, tmp_path, args, fragment):
+    """With no CIFAR there, the refusal comes first, not the data's absence (or a download attempt)."""
+    result = run_main(capsys, MW, "--dataset", "cifar10", "--data_path", str(tmp_path / "none"), *args)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "none").exists()

@@ -249,7 +249,7 @@ def test_a_dry_table_then_a_short_real_table_runs_every_real_cell(tmp_path):
     )
     code, out = table(env, DRY_RUN="1", EXTRA="--batch_size 16 --num_meta 100")
     assert code == 0 and "runner: 12 runs: 12 finished" in out, out
-    short = "--batch_size 16 --num_meta 100 --epochs 0.03 --eval_every 0.03"  # 2 iterations of every real cell
+    short = "--batch_size 16 --num_meta 100 --epochs 0.03 --eval_every 0.03 --milestones 0.02"  # 2 iterations
     code, out = table(env, EXTRA=short)
     assert code == 0 and "runner: 12 runs: 12 finished" in out, out  # the dry runs did not count as done
     real = sorted(runs.glob("flip_resnet32/cifar10/*/*/seed1/results.json"))
@@ -341,3 +341,53 @@ def test_other_table_scripts_print_every_cell(script, runs):
         assert all("--real_lr_ahead 1 --meta_sampling random" in line for line in lines if "erm_long" not in line)
         mwnet = [line for line in lines if "/mwnet/" in line]
         assert all("--no-detach_vnet_input" in line and "--vnet_lr 1e-5" in line for line in mwnet)
+
+
+def test_plot_leaves_out_what_it_cannot_draw_and_draws_the_rest(tmp_path, capsys):
+    good = tmp_path / "a" / "mwnet" / "seed1"
+    plot_run(good, "mwnet")
+    started = tmp_path / "b" / "erm" / "seed1"  # config.json written, no evaluation yet
+    plot_run(started, "erm")
+    (started / "metrics.jsonl").write_text("")
+    (started / "results.json").unlink()
+    damaged = tmp_path / "c" / "mwnet" / "seed1"  # a truncated weights.npz
+    plot_run(damaged, "mwnet", flags=["--corruption_prob", "0.6"])
+    (damaged / "weights.npz").write_bytes((damaged / "weights.npz").read_bytes()[:100])
+    fig = tmp_path / "fig"
+    assert plot.main([str(good), str(started), str(damaged), "--out", str(fig)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"plot: left out {started}: no evaluation yet"
+    assert err[1].startswith(f"plot: left out {damaged}: {damaged / 'weights.npz'} is damaged") and len(err) == 2
+    assert all((fig / f"{name}.png").exists() for name in ("weighting_function", "weight_histograms", "test_accuracy"))
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    assert plot.main([str(good), "--out", str(tmp_path / "taken.png")]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a file; --out names a folder for the figures")
+    assert (tmp_path / "taken.png").read_bytes() == b"mine"
+
+
+def test_plot_curves_stay_apart_and_legends_leave_the_bars_free(tmp_path):
+    """Equal curves (a dry table's two plain rows) differ in line style and marker; the histograms' legend sits
+    below the panels, their counts in the titles."""
+    for row, method in (("mwnet", "mwnet"), ("l2rw", "l2rw"), ("erm", "erm"), ("erm_long", "erm")):
+        flags = ["--epochs", "3"] if row == "erm_long" else []
+        plot_run(tmp_path / row / "seed1", method, flags=flags)
+    series = plot.make_series([str(tmp_path / r / "seed1") for r in ("mwnet", "l2rw", "erm", "erm_long")])
+    with plot.plt.rc_context(plot.STYLE):
+        accuracy = plot.plot_test_accuracy(series)
+        hist = plot.plot_weight_histograms(series)
+    styles = [(line.get_linestyle(), line.get_marker()) for line in accuracy.axes[0].lines]
+    assert len(styles) == 4 and len(set(styles)) == 4
+    assert all(ax.get_legend() is None for ax in hist.axes) and len(hist.legends) == 1
+    assert all("clean" in ax.get_title() and "noisy" in ax.get_title() for ax in hist.axes)
+
+
+def test_summarize_after_a_dry_table_points_at_the_dry_runs(tmp_path, capsys):
+    run = tmp_path / "dry" / "flip_resnet32" / "cifar10" / "flip2_p0.2" / "mwnet" / "seed1"
+    fake_run(run, 10.0, 10.0, flip_flags("0.2", extra=["--dry_run"]))
+    assert summarize.main(["--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        len(err.splitlines()) == 1 and f"the runs under {tmp_path / 'dry'} are dry runs, which are never results" in err
+    )
+    assert summarize.main(["--runs", str(tmp_path / "dry")]) == 0
+    assert "Left out: 1 dry run" in capsys.readouterr().out

@@ -346,7 +346,7 @@ def test_a_crash_between_checkpoints_loses_only_what_follows_the_last(capsys, ci
     (at the evaluation of 8) and at the end. A crash at 13 leaves the checkpoint of 8 and metrics lines up to 12;
     resuming drops the line of 12, computes it again, and ends as the uninterrupted run."""
     root, _ = cifar10_dir
-    flags = ["--data_path", root, *SHORT[:-2], "--milestones", "0.15", "--checkpoint_every", "60"]
+    flags = ["--data_path", root, *SHORT, "--milestones", "0.15", "--checkpoint_every", "60"]
     saved = []
     real_save = run_files.RunDir.save_checkpoint
     monkeypatch.setattr(

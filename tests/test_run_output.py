@@ -30,7 +30,8 @@ def test_a_run_shows_where_what_and_how_long_then_a_line_per_evaluation(capsys, 
         f"run directory  {run}",
         "device         cpu (1 CPU threads), precision fp32",
         "data           1100 training, 100 meta, 20 test images",
-        "schedule       4 iterations (2 epochs of 2), lr 0.1 x0.1 at epochs 80, 100; evaluation every 2 iterations",
+        "schedule       4 iterations (2 epochs of 2), lr 0.1 throughout (epochs 80, 100: after the dry run's end);"
+        " evaluation every 2 iterations",
     ):
         assert fragment in out, fragment
     evals = lines_of(out, "eval  ")
@@ -153,3 +154,19 @@ def test_the_readme_snippet_loads_a_runs_model_and_weighting_function(short_run,
     step, acc, *_ = capsys.readouterr().out.split()
     best = torch.load(run / "model_best.pt", weights_only=True)
     assert (int(step), float(acc)) == (best["step"], best["test_acc"])
+
+
+def test_off_a_terminal_a_progress_line_comes_at_least_every_minute(capsys, cifar10_dir, tmp_path, monkeypatch):
+    """SLURM, nohup, `> log`: no bar, so a plain line with the losses and the ETA whenever PROGRESS_SECONDS (a
+    minute) passed without a line; here a minute passes between any two iterations."""
+    root, _ = cifar10_dir
+    monkeypatch.setattr(Reporter, "PROGRESS_SECONDS", 0)
+    result = run_main(capsys, MW, "--out", str(tmp_path / "run"), "--data_path", root, *SHORT)
+    assert result.returncode == 0, result.stderr
+    progress = lines_of(result.stdout, "train it ")
+    assert [line.split()[2] for line in progress] == [f"{i}/14" for i in (1, 2, 3, 5, 6, 7, 9, 10, 11, 13)]
+    assert all(re.search(r"  loss \d\.\d{4}  meta \d\.\d{4}  .*  eta \d+:\d\d:\d\d$", line) for line in progress)
+    assert progress == lines_of((tmp_path / "run" / "train.log").read_text(), "train it ")
+    monkeypatch.setattr(Reporter, "PROGRESS_SECONDS", 60)  # the default: a run of seconds prints none
+    result = run_main(capsys, MW, "--out", str(tmp_path / "quick"), "--data_path", root, *SHORT)
+    assert not lines_of(result.stdout, "train it ")

@@ -107,11 +107,14 @@ def test_same_seed_same_metrics(capsys, mw_run, tmp_path):
 @pytest.mark.parametrize("method", ["l2rw", "erm"])
 def test_wrn_script_dry_run_on_cifar(capsys, cifar10_dir, tmp_path, method):
     root, _ = cifar10_dir
-    dry_run(capsys, WRN, tmp_path / method, "--data_path", root, *FAST, *SMALL_WRN, "--method", method)
+    result = dry_run(capsys, WRN, tmp_path / method, "--data_path", root, *FAST, *SMALL_WRN, "--method", method)
     lines = metrics(tmp_path / method)
     assert [r["iteration"] for r in lines] == [2, 4] and all(r["vnet_curve"] is None for r in lines)
-    if method == "erm":
-        assert all(r["weight_clean"] in (1.0, None) and r["meta_loss"] == 0 for r in lines)
+    if method == "erm":  # plain training has no meta loss: null, shown as -
+        assert all(r["weight_clean"] in (1.0, None) and r["meta_loss"] is None for r in lines)
+        assert all("  meta -  " in line for line in result.stdout.splitlines() if line.startswith("eval "))
+    else:
+        assert all(r["meta_loss"] > 0 for r in lines)
     config = json.load(open(tmp_path / method / "config.json"))
     assert config["arch"] == "wrn" and config["sampling"] == "random" and config["normalize_weights"] is True
     assert not (tmp_path / method / "weighting_function.csv").exists()  # no meta-weight-net

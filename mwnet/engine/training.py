@@ -80,6 +80,11 @@ class Plan:
         before = (self.lr_at(start - 1), self.real_lr_at(start - 1))
         return any((self.lr_at(s), self.real_lr_at(s)) != before for s in range(start, stop))
 
+    def late_milestones(self):
+        """The milestones at or after the end: their lr drop never happens."""
+        per = self.steps_per_epoch if self.unit == "epoch" else 1
+        return [m for m in self.milestones if round(m * per) >= self.total]
+
     def is_eval(self, step):
         done = step + 1
         return done % self.eval_period == 0 or done == self.total
@@ -99,7 +104,14 @@ def make_plan(args, batches_per_epoch, n_train):
         total = 4 if args.dry_run else args.iters
         period = 2 if args.dry_run else args.eval_every
     images = args.batch_size / max(n_train, 1)
-    return Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
+    plan = Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
+    late = plan.late_milestones()
+    if late and late == plan.milestones and not args.dry_run:  # a dry run's banner says so instead
+        end = f"{args.unit}s {args.epochs if args.unit == 'epoch' else args.iters}"
+        raise UserError(
+            f"--milestones {' '.join(f'{m:g}' for m in late)} all fall at or after the run's end ({end}), so the lr would never drop; pass milestones within the run, or --milestones with no value for a constant lr"
+        )
+    return plan
 
 
 def checkpoint_due(plan, done, seconds_since, every_minutes):
@@ -227,8 +239,10 @@ def train(s, signals):
         progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
-        if args.print_freq and progress.step % args.print_freq == 0 and not plan.is_eval(step):
-            s.report.line(training_line(progress.step, plan.total, plan.epoch(step), real_lr, s.tally.read()[0]))
+        asked = args.print_freq and progress.step % args.print_freq == 0
+        if (asked or s.report.progress_due()) and not plan.is_eval(step):  # one host sync per line
+            eta = s.report.eta(progress.step, plan.total)
+            s.report.line(training_line(progress.step, plan.total, plan.epoch(step), real_lr, s.tally.read()[0], eta))
         if not plan.is_eval(step):
             continue
         sync(device)
@@ -286,7 +300,7 @@ def evaluated(s, record, test_loss, test_acc):
 
 def start(args, config, run_dir, data, learner, device, seeds):
     """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
-    progress, tally = Progress.new(len(data.train_idx), device), Tally(device)
+    progress, tally = Progress.new(len(data.train_idx), device), Tally(device, meta=args.method != "erm")
     current = run_dir.status() if args.resume else None
     if current == "finished":
         print(f"{run_dir.path} has finished; nothing to continue (results in {run_dir.file('results.json')})")

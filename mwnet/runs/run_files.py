@@ -30,6 +30,7 @@ import shutil
 import socket
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -188,8 +189,15 @@ def read_metrics(run_dir):
 
 
 def read_weights(run_dir):
+    """weights.npz of a finished run as a dict of arrays, or None if there is none."""
     path = os.path.join(run_dir, WEIGHTS)
-    return dict(np.load(path)) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise UserError(f"{path} is damaged ({type(e).__name__}); the run directory is damaged") from None
 
 
 def status(run_dir):

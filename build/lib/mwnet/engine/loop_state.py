@@ -12,8 +12,9 @@ import torch
 class Tally:
     """Sums since the last evaluation, kept on the device: no host synchronisation per iteration."""
 
-    def __init__(self, device):
+    def __init__(self, device, meta=True):
         self.device = device
+        self.meta = meta  # False for plain training: it has no meta loss, recorded as null
         self.reset()
 
     def reset(self):
@@ -41,7 +42,7 @@ class Tally:
         n = max(self.steps, 1)
         summary = {
             "train_loss": s[0] / n,
-            "meta_loss": s[1] / n,
+            "meta_loss": s[1] / n if self.meta else None,
             "train_ce": s[2] / n,
             "weight_clean": s[3] / s[4] if s[4] else None,
             "weight_noisy": s[5] / s[6] if s[6] else None,

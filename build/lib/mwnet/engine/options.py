@@ -8,7 +8,7 @@ is checked here, before any data is read or any file written.
 import argparse
 import math
 
-from mwnet.data.catalog import DATASETS
+from mwnet.data.catalog import DATASETS, NUM_CLASSES
 from mwnet.data.noise import CORRUPTION_TYPES
 from mwnet.errors import UserError
 
@@ -52,6 +52,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(f"{message} (see --help)")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each flag's default, except where it says nothing: an on/off flag (its name says what it
+    turns on), an empty default, or a help text that already names its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
+        if switch or action.default in (None, "") or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def str2bool(text):
@@ -155,7 +167,7 @@ def build_parser(script):
     p = OneLineParser(
         prog=script,
         description=f"Meta-Weight-Net training ({'ResNet-32' if preset['arch'] == 'resnet32' else 'WideResNet'}, {unit}).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     _original_flags(p, preset)
     n = p.add_argument_group("flags of this reproduction")
@@ -324,6 +336,16 @@ def check_args(args):
         raise UserError(f"--seed must lie in [0, 2**32), got {args.seed}")
     if not 0 <= args.corruption_prob <= 1:
         raise UserError(f"--corruption_prob must lie in [0, 1], got {args.corruption_prob}")
+    # What the split would refuse, checked here too, so that it is said before any data is read or downloaded.
+    k = NUM_CLASSES[args.dataset]
+    if args.corruption_type == "hierarchical" and args.dataset != "cifar100":
+        raise UserError(
+            "hierarchical noise needs CIFAR-100's coarse classes: use --dataset cifar100 or another --corruption_type"
+        )
+    if args.num_meta % k:
+        raise UserError(
+            f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes ({k}), so that the meta set is class-balanced"
+        )
     if args.imb_factor is not None and not args.imb_factor >= 1:
         raise UserError(f"--imb_factor (largest class / smallest class) must be at least 1, got {args.imb_factor}")
     if args.nesterov and args.momentum == 0:

@@ -49,7 +49,15 @@ def banner(args, plan, data, device, run_dir, resumed_at):
         unit = "epochs"
     else:
         schedule, unit = f"{plan.total} iterations", "iterations"
-    schedule += f", lr {args.lr:g} x0.1 at {unit} {', '.join(f'{m:g}' for m in args.milestones) or '-'}"
+    late = plan.late_milestones()
+    within = [m for m in plan.milestones if m not in late]
+    schedule += f", lr {args.lr:g}" + (
+        f" x0.1 at {unit} {', '.join(f'{m:g}' for m in within)}" if within else " throughout"
+    )
+    if late:
+        schedule += (
+            f" ({unit} {', '.join(f'{m:g}' for m in late)}: after the {'dry run' if args.dry_run else 'run'}'s end)"
+        )
     if args.real_lr_ahead:
         schedule += f" ({args.real_lr_ahead:g} {unit} earlier for the real step)"
     lines = [
@@ -75,21 +83,27 @@ def evaluation_line(record, total, eta):
     )
 
 
-def training_line(step, total, epoch, lr, summary):
-    """--print-freq: the training losses since the last evaluation, as the original printed them."""
+def training_line(step, total, epoch, lr, summary, eta):
+    """Progress between evaluations (--print-freq, or every PROGRESS_SECONDS off a terminal): the training losses
+    and weights since the last evaluation, as the original printed them, and the ETA."""
     return (
         f"train it {step}/{total}  ep {epoch:.2f}  lr {lr:g}  loss {_num(summary['train_loss'], 4)}"
         f"  meta {_num(summary['meta_loss'], 4)}  w_clean {_num(summary['weight_clean'], 3)}  w_noisy {_num(summary['weight_noisy'], 3)}"
+        f"  eta {duration(eta)}"
     )
 
 
 class Reporter:
-    """Prints the lines (stdout, or stderr for errors) and appends them to train.log; a bar on a terminal only."""
+    """Prints the lines (stdout, or stderr for errors) and appends them to train.log; a bar on a terminal, and
+    off a terminal (a log file, SLURM, nohup) a progress line at least every PROGRESS_SECONDS instead."""
+
+    PROGRESS_SECONDS = 60
 
     def __init__(self, log_path, terminal=None):
         self.log = open(log_path, "a", buffering=1)
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.bar = None
+        self.last_line = time.perf_counter()
         self.log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
 
     def line(self, text, error=False):
@@ -99,6 +113,11 @@ class Reporter:
         else:
             print(text, file=stream, flush=True)
         self.log.write(text + "\n")
+        self.last_line = time.perf_counter()
+
+    def progress_due(self):
+        """Off a terminal, whether a progress line is due: nothing printed for PROGRESS_SECONDS (no host sync)."""
+        return not self.terminal and time.perf_counter() - self.last_line >= self.PROGRESS_SECONDS
 
     def start(self, total, initial, desc):
         """The bar, on a terminal. smoothing=0: its rate and ETA average over the whole session, evaluations included."""

@@ -81,13 +81,36 @@ class Series:
         return x, y.mean(0), y.min(0), y.max(0)
 
 
-def make_series(paths, labels=None):
+def read_runs(paths, left_out):
+    """The runs that can be drawn; each other path goes to `left_out` with the reason, in one line."""
     runs = []
     for path in paths:
-        run = read_run(path)
-        if run.config is None or not run.metrics:
-            raise UserError(f"{path} is not a run directory with evaluations (config.json and metrics.jsonl)")
-        runs.append(run)
+        try:
+            run = read_run(path)
+            if run.config is None:
+                left_out.append((path, "not a run directory (no config.json)"))
+            elif not run.metrics:
+                left_out.append((path, "no evaluation yet"))
+            else:
+                runs.append(run)
+                try:
+                    run.weights  # noqa: B018  (read now, so that a damaged file is named here)
+                except UserError as e:
+                    run.__dict__["weights"] = None
+                    left_out.append((path, f"{e} (left out of the histograms)"))
+        except UserError as e:
+            left_out.append((path, str(e)))
+    return runs
+
+
+def make_series(paths, labels=None, left_out=None):
+    """One Series per configuration. Runs that cannot be drawn go to `left_out` (a list), or raise without one."""
+    notes = [] if left_out is None else left_out
+    runs = read_runs(paths, notes)
+    if left_out is None and notes:
+        raise UserError(f"{notes[0][0]}: {notes[0][1]}")
+    if not runs:
+        raise UserError("none of the runs given has an evaluation to draw")
     groups = {}
     for run in runs:
         groups.setdefault(config_key(run.config), []).append(run)
@@ -123,11 +146,19 @@ def legend(ax, n):
         ax.legend(frameon=False)
 
 
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
 def band_plot(ax, series, key, ylabel, ylim=None):
-    for s, colour in zip(series, colours(len(series)), strict=True):
+    """One curve per series, each with its own colour, line style and hollow marker, drawn thinner and smaller in
+    turn, so that equal curves (a dry table's rows) stay visible one inside the other."""
+    for i, (s, colour) in enumerate(zip(series, colours(len(series)), strict=True)):
         x, mean, low, high = key(s)
         seeds = f" ({len(s.runs)} seeds)" if len(s.runs) > 1 else ""
-        ax.plot(x, mean, color=colour, marker="o" if len(x) < 15 else None, markersize=3, label=s.label + seeds)
+        style = dict(linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)], fillstyle="none")
+        style.update(linewidth=max(0.8, 2.4 - 0.4 * i), markersize=max(2.5, 7.0 - 1.2 * i))
+        ax.plot(x, mean, color=colour, markevery=max(1, len(x) // 12), label=s.label + seeds, **style)
         if len(s.runs) > 1:
             ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
     ax.set_ylabel(ylabel)
@@ -159,32 +190,36 @@ def plot_test_accuracy(series):
 
 
 def plot_weight_histograms(series):
-    groups = [
-        [s for s in series if s.config["method"] == m and s.runs[0].weights is not None] for m in ("mwnet", "l2rw")
-    ]
-    panels = [s for g in groups for s in g]
+    """A panel per configuration: densities of the last weights of clean and of noisy samples; the counts in the
+    panel's title and one legend below the panels, so that no legend covers the bars."""
+    with_weights = [(s, [r for r in s.runs if r.weights is not None]) for s in series]
+    groups = [[(s, rs) for s, rs in with_weights if s.config["method"] == m and rs] for m in ("mwnet", "l2rw")]
+    panels = [p for g in groups for p in g]
     if not panels:
         return None
     fig = plt.figure(figsize=(min(2 * COLUMN, 2.3 * len(panels)), 2.3))
     axes = []
     for group in groups:
-        weights = [np.concatenate([r.weights["weight"] for r in s.runs]) for s in group]
+        weights = [np.concatenate([r.weights["weight"] for r in rs]) for _, rs in group]
         top = max((np.nanmax(w) for w in weights), default=1.0)
         bins = np.linspace(0, 1 if group is groups[0] else top, 41)  # MW-Net's weights lie in [0, 1]
         first = None
-        for s, w in zip(group, weights, strict=True):
+        for (s, rs), w in zip(group, weights, strict=True):
             ax = fig.add_subplot(1, len(panels), len(axes) + 1, sharex=first, sharey=first)
             first = first or ax
-            noisy = np.concatenate([r.weights["is_noisy"] for r in s.runs]).astype(bool)
+            noisy = np.concatenate([r.weights["is_noisy"] for r in rs]).astype(bool)
             seen = ~np.isnan(w)
-            for mask, name in ((seen & ~noisy, "clean"), (seen & noisy, "noisy")):
+            counts = []
+            for mask, name, colour in ((seen & ~noisy, "clean", "tab:blue"), (seen & noisy, "noisy", "tab:orange")):
                 if mask.any():
-                    ax.hist(w[mask], bins=bins, density=True, alpha=0.6, label=f"{name} ({mask.sum()})")
-            ax.set_title(s.label)
+                    ax.hist(w[mask], bins=bins, density=True, alpha=0.6, color=colour, label=name)
+                counts.append(f"{mask.sum()} {name}")
+            ax.set_title(f"{s.label}\n({', '.join(counts)})")
             ax.set_xlabel("weight")
-            ax.legend(frameon=False)
             axes.append(ax)
     axes[0].set_ylabel("density")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in ("tab:blue", "tab:orange")]
+    fig.legend(handles, ["clean", "noisy"], loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, frameon=False)
     return fig
 
 
@@ -206,22 +241,34 @@ def main(argv=None):
     if not set(formats) <= {"png", "pdf", "svg"}:
         sys.stderr.write(f"plot: --format {args.format}: choose from png, pdf, svg\n")
         return 2
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.stderr.write(f"plot: --out {args.out} is a file; --out names a folder for the figures\n")
+        return 2
+    left_out = []
     try:
-        series = make_series(args.runs, args.labels.split(",") if args.labels else None)
+        series = make_series(args.runs, args.labels.split(",") if args.labels else None, left_out)
     except UserError as e:
+        for path, reason in left_out:
+            sys.stderr.write(f"plot: left out {path}: {reason}\n")
         sys.stderr.write(f"plot: {e}\n")
         return 2
-    os.makedirs(args.out, exist_ok=True)
-    with plt.rc_context(STYLE):
-        for name, plot in FIGURES.items():
-            fig = plot(series)
-            if fig is None:
-                continue
-            for ext in formats:
-                path = os.path.join(args.out, f"{name}.{ext}")
-                fig.savefig(path, bbox_inches="tight", dpi=200)
-                print(f"wrote {path}")
-            plt.close(fig)
+    for path, reason in left_out:
+        sys.stderr.write(f"plot: left out {path}: {reason}\n")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        with plt.rc_context(STYLE):
+            for name, plot in FIGURES.items():
+                fig = plot(series)
+                if fig is None:
+                    continue
+                for ext in formats:
+                    path = os.path.join(args.out, f"{name}.{ext}")
+                    fig.savefig(path, bbox_inches="tight", dpi=200)
+                    print(f"wrote {path}")
+                plt.close(fig)
+    except OSError as e:
+        sys.stderr.write(f"plot: cannot write into {args.out} ({e.strerror or e}); choose another --out\n")
+        return 2
     return 0
 
 

@@ -328,9 +328,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     pairs = [(t, d) for t, d in found_tables(args.runs) if not args.table or t in args.table]
     if not pairs:
-        sys.stderr.write(
-            f"summarize: no table folders under {args.runs}; run a table script first (scripts/table_*.sh)\n"
-        )
+        dry = os.path.join(args.runs, "dry")
+        hint = "run a table script first (scripts/table_*.sh)"
+        if found_tables(dry):  # a dry table's runs: a smoke test, never a result
+            hint = f"the runs under {dry} are dry runs, which are never results (summarize --runs {dry} lists them as left out); run the table script without DRY_RUN"
+        sys.stderr.write(f"summarize: no table folders under {args.runs}; {hint}\n")
         return 2
     for table, dataset in pairs:
         print(markdown(args.runs, table, dataset, args.weights))
