@@ -8,12 +8,16 @@ lr 1e-3, weight decay 1e-4; mean weighted loss; test accuracy after every epoch.
     python MW-Net.py --dataset fashionmnist --corruption_prob 0.6 --method erm --out runs/fm-erm
     python MW-Net.py --dataset cifar10 --dry_run --out runs/smoke    # the whole path in seconds
     python MW-Net.py --resume runs/fm-erm                             # continue a stopped run
-Run files: README.md, "Run files". Every flag: python MW-Net.py --help.
+Run files: docs/usage.md, "Run files". Every flag: python MW-Net.py --help.
 """
 
 import sys
 
-from mwnet.engine.training import main
+try:
+    from mwnet.engine.training import main
+except KeyboardInterrupt:  # Ctrl-C while torch loads: one line, as everywhere else
+    sys.stderr.write("MW-Net.py: interrupted while starting; nothing was written\n")
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main("MW-Net.py"))

@@ -8,12 +8,16 @@ their sum; test accuracy every 100 iterations.
     python train_WRN-28-10_Meta_PGC.py --dataset cifar10 --corruption_type unif --corruption_prob 0.6
     python train_WRN-28-10_Meta_PGC.py --dataset cifar100 --corruption_prob 0.4 --method l2rw --out runs/c100-l2rw
     python train_WRN-28-10_Meta_PGC.py --dry_run --layers 10 --widen-factor 1 --out runs/smoke
-Run files: README.md, "Run files". Every flag: python train_WRN-28-10_Meta_PGC.py --help.
+Run files: docs/usage.md, "Run files". Every flag: python train_WRN-28-10_Meta_PGC.py --help.
 """
 
 import sys
 
-from mwnet.engine.training import main
+try:
+    from mwnet.engine.training import main
+except KeyboardInterrupt:  # Ctrl-C while torch loads: one line, as everywhere else
+    sys.stderr.write("train_WRN-28-10_Meta_PGC.py: interrupted while starting; nothing was written\n")
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main("train_WRN-28-10_Meta_PGC.py"))

@@ -38,4 +38,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while the command's modules load (the commands handle it once running)
+        sys.stderr.write("mwnet: interrupted\n")
+        sys.exit(130)

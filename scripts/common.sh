@@ -27,7 +27,8 @@ emit() {
   local script="$1" out="$2"
   shift 2
   local cmd
-  cmd="$PYTHON $ROOT/$script --data_path $DATA --out $RUNS/$out $* ${EXTRA:-}"
+  # Paths quoted (a folder name with a space stays one argument); the runner splits the line as a shell would.
+  cmd="$(printf '%q ' "$PYTHON" "$ROOT/$script" --data_path "$DATA" --out "$RUNS/$out")$* ${EXTRA:-}"
   if [ -n "${DRY_RUN:-}" ]; then cmd="$cmd --dry_run"; fi
   echo "$cmd" >>"$COMMANDS"
 }

@@ -146,9 +146,9 @@ def test_on_a_terminal_a_bar_shows_epoch_lr_accuracy_and_best(capsys, tmp_path):
 
 
 def test_the_readme_snippet_loads_a_runs_model_and_weighting_function(short_run, capsys):
-    """README's "Run files" snippet, run as a user would paste it, on a real run."""
+    """The analysis snippet of docs/usage.md ("Run files"), run as a user would paste it, on a real run."""
     _, run = short_run
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "usage.md")).read()
     code = readme.split("A run's model and weighting function, for analysis:\n\n```python\n")[1].split("```")[0]
     exec(code.replace("runs/fm-u60-mwnet", str(run)), {})
     step, acc, *_ = capsys.readouterr().out.split()

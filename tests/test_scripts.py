@@ -30,6 +30,7 @@ METRIC_KEYS = {
 }
 RUN_FILES = [
     ".lock",
+    ".mwnet-run",
     "checkpoint.pt",
     "config.json",
     "metrics.jsonl",

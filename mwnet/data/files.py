@@ -75,6 +75,11 @@ def _cifar_entry(entry, path, name, folder):
         coarse = np.asarray(entry.get("coarse_labels", []), dtype=np.int64)
     except (TypeError, ValueError) as e:
         raise UserError(bad.format(f"bad labels: {e}")) from None
+    if name == "cifar100" and (
+        coarse.shape != fine.shape or coarse.size and not 0 <= coarse.min() <= coarse.max() < 20
+    ):
+        # the coarse classes make hierarchical noise; without them it would silently be no noise at all
+        raise UserError(bad.format("its coarse labels (20 classes, one per image) are missing or do not match"))
     return data.reshape(-1, 3, 32, 32), fine, coarse
 
 

@@ -1,4 +1,4 @@
-"""The noise and split protocol of the original Meta-Weight-Net code, bit for bit (README, "Noise protocol").
+"""The noise and split protocol of the original Meta-Weight-Net code, bit for bit (docs/internals.md, "Noise protocol").
 
 The split and the label noise are one pure function over a label array, `make_noisy_split`: with seed 1 it
 reproduces the original code's meta set, training set (images and order) and noisy labels exactly

@@ -2,6 +2,7 @@
 classifier, the meta-weight-net and their optimisers. training.py runs the loop over them.
 """
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -77,21 +78,38 @@ class Data:
     noisy_labels: np.ndarray
     is_noisy: torch.Tensor
     num_classes: int
+    fingerprint: str  # of the training and test images and labels: resume checks it (components.fingerprint)
 
     @property
     def noise_rate(self):
         return float(np.mean(self.clean_labels != self.noisy_labels)) if len(self.train_idx) else 0.0
 
 
-def load_test(args, device):
-    """The test set as a loader on the device (its first 200 images in a dry run)."""
+def test_arrays(args):
+    """The test set's images and labels (its first 200 in a dry run)."""
     root = default_root(args.dataset, args.data_path)
     images, labels, _ = load_arrays(args.dataset, root, False, args.download or args.dataset != "fashionmnist")
     if args.dry_run:
         images, labels = images[:DRY_RUN_TEST_IMAGES], labels[:DRY_RUN_TEST_IMAGES]
+    return images, labels
+
+
+def load_test(args, device, arrays=None):
+    """The test set as a loader on the device."""
+    images, labels = test_arrays(args) if arrays is None else arrays
     mean, std = MEAN_STD[args.dataset]
     batch = EVAL_BATCH.get(device.type, 100)
     return DeviceLoader(images, labels, batch, device=device, mean=mean, std=std, augment=False, channels_last=True)
+
+
+def fingerprint(*arrays):
+    """A digest of arrays' dtypes, shapes and bytes: a resumed run checks with it that it reads the run's data."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()[:20]
 
 
 def build_data(args, device, seeds):
@@ -123,7 +141,10 @@ def build_data(args, device, seeds):
             images[meta_idx], meta_labels, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common
         )
     is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
-    return Data(train, meta, load_test(args, device), meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k)
+    test = test_arrays(args)
+    digest = fingerprint(images, labels, *test)  # the split follows from these and the flags
+    test_loader = load_test(args, device, test)
+    return Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
 
 
 @dataclass

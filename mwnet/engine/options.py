@@ -1,12 +1,13 @@
 """Command-line flags of the two scripts: every original flag with its original default, plus ours.
 
 Each script is a preset: MW-Net.py (ResNet-32, epochs) and train_WRN-28-10_Meta_PGC.py (WRN-28-10,
-iterations). With no flags each does what its original does (README, "The two scripts"). Every value
+iterations). With no flags each does what its original does (docs/usage.md, "The two scripts"). Every value
 is checked here, before any data is read or any file written.
 """
 
 import argparse
 import math
+import re
 
 from mwnet.data.catalog import DATASETS, NUM_CLASSES
 from mwnet.data.noise import CORRUPTION_TYPES
@@ -48,7 +49,12 @@ PRECISIONS = {"fp32": (False, False), "tf32": (True, False), "bf16": (False, Tru
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as a UserError: one line, exit code 2, no usage block."""
+    """argparse that reports a bad flag as a UserError: one line, exit code 2, no usage block. A negative
+    number in any notation (-1e-3, -inf) is a value, not a flag, so that its check can say what is wrong."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
 
     def error(self, message):
         raise UserError(f"{message} (see --help)")
@@ -249,6 +255,11 @@ def build_parser(script):
         help="minutes between checkpoints at evaluations (also at the end, before an lr milestone and on a signal); 0: at every evaluation",
     )
     n.add_argument(
+        "--accept_other_data",
+        action="store_true",
+        help="with --resume: continue although the data under --data_path differs from the data the run started with",
+    )
+    n.add_argument(
         "--meta_grad",
         default="jvp",
         choices=("jvp", "double_backward"),
@@ -332,6 +343,13 @@ def check_args(args):
     for flag, value in nonneg.items():
         if value < 0:
             raise UserError(f"{flag} must not be negative, got {value}")
+    float32_max = 3.4028234663852886e38  # the optimisers compute in float32 (torch.finfo(torch.float32).max)
+    for flag in ("lr", "momentum", "weight_decay", "vnet_lr", "vnet_wd"):
+        if abs(getattr(args, flag)) > float32_max:
+            name = "--" + flag.replace("weight_decay", "weight-decay")
+            raise UserError(
+                f"{name} {getattr(args, flag):g} is beyond float32's range, in which the optimisers compute; pass a smaller value"
+            )
     if not 0 <= args.seed < 2**32:
         raise UserError(f"--seed must lie in [0, 2**32), got {args.seed}")
     if not 0 <= args.corruption_prob <= 1:

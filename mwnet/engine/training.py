@@ -43,10 +43,12 @@ from mwnet.runs.run_files import (
     RunDir,
     config_differences,
     default_run_name,
+    is_ours,
     model_file,
 )
 
 LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
+MAX_ITERATIONS = 10**9  # a longer run is a typo (--epochs 1e308), not a plan: refused before anything is written
 
 
 @dataclass
@@ -95,6 +97,10 @@ class Plan:
 
 def make_plan(args, batches_per_epoch, n_train):
     spe = 2 if args.dry_run else batches_per_epoch
+    length = float(2 if args.dry_run else args.epochs) * spe if args.unit == "epoch" else float(args.iters)
+    if length > MAX_ITERATIONS:
+        given = f"--epochs {args.epochs:g}" if args.unit == "epoch" else f"--iters {args.iters}"
+        raise UserError(f"{given} means more than {MAX_ITERATIONS:.0e} iterations; pass a shorter run")
     if args.unit == "epoch":
         total = round((2 if args.dry_run else args.epochs) * spe)
         period = max(1, round(args.eval_every * spe))
@@ -309,15 +315,16 @@ def start(args, config, run_dir, data, learner, device, seeds):
         raise UserError(
             f"{run_dir.path} diverged (see its results.json); nothing to continue: start a new run with other flags"
         )
+    recorded = {
+        "seeds": seeds,
+        "noise_rate": data.noise_rate,
+        "vnet_loss_grid": LOSS_GRID,
+        "data_fingerprint": data.fingerprint,
+        "environment": environment(device),
+    }
     if current != "stopped":
         run_dir.prepare_fresh()  # refuses a directory that holds a run; a resume without checkpoint starts afresh
-        extra = {
-            "seeds": seeds,
-            "noise_rate": data.noise_rate,
-            "vnet_loss_grid": LOSS_GRID,
-            "environment": environment(device),
-        }
-        run_dir.write_config({**config, **extra})
+        run_dir.write_config({**config, **recorded})
         run_dir.save_split(data.meta_idx, data.train_idx, data.clean_labels, data.noisy_labels)
         return progress, tally, None
     state = run_dir.load_checkpoint()
@@ -331,9 +338,16 @@ def start(args, config, run_dir, data, learner, device, seeds):
         raise UserError(
             f"{run_dir.file(CHECKPOINT)} and {run_dir.file(CONFIG)} disagree ({'; '.join(diffs)}); the directory is damaged"
         )
+    started_with = state.get("data_fingerprint")  # absent from checkpoints made before it was recorded
+    if started_with not in (None, data.fingerprint) and not args.accept_other_data:
+        raise UserError(
+            f"the data under --data_path {args.data_path} is not the data {run_dir.path} started with (other images or labels); pass the run's own data, or --accept_other_data to continue with these"
+        )
     run_dir.remove_temporaries()
     progress = restore(state, learner, data, tally)
     run_dir.rewrite_metrics(progress.records)
+    if run_dir.read_config() is None:  # config.json was lost; the checkpoint holds the run's flags
+        run_dir.write_config({**state["config"], **recorded})
     return progress, tally, progress.step
 
 
@@ -406,9 +420,14 @@ def finish(s, outcome, detail):
         )
         run_dir.write_results({**results, "diverged_between": [first, last]})
         why = "a non-finite training loss, meta loss, weight or test loss"
+        args = s.args
+        hint = (
+            f"--momentum {args.momentum:g} is 1 or more, which makes SGD grow without bound: pass one below 1"
+            if args.momentum >= 1
+            else "try a lower --lr"
+        )
         s.report.line(
-            f"{s.args.script}: diverged between iterations {first} and {last} ({why}); {kept}; try a lower --lr",
-            error=True,
+            f"{args.script}: diverged between iterations {first} and {last} ({why}); {kept}; {hint}", error=True
         )
         return EXIT_DIVERGED
     weights = progress.last_loss.cpu().numpy(), progress.last_weight.cpu().numpy()
@@ -429,8 +448,20 @@ def resolve(script, args, argv):
         args.out = args.out or os.path.join("runs", args.name or default_run_name(vars(args)))
         return args
     path = args.resume
-    run_dir = os.path.dirname(path) if path.endswith(".pt") and not os.path.isdir(path) else path
+    run_dir = path
+    if os.path.isfile(path):
+        if os.path.basename(path) != CHECKPOINT:
+            raise UserError(
+                f"--resume {path}: resume takes a run directory or its {CHECKPOINT}, not another file (a model_best.pt holds no optimiser or loader state: evaluate it with --evaluate)"
+            )
+        run_dir = os.path.dirname(path) or "."
+    if not is_ours(run_dir):
+        raise UserError(
+            f"--resume {path}: {run_dir} is not a run directory of this project; pass the directory of a run"
+        )
     stored = RunDir(run_dir).read_config()
+    if stored is None and os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+        stored = RunDir(run_dir).load_checkpoint()["config"]  # config.json lost: the checkpoint holds the flags
     if stored is None:
         raise UserError(
             f"--resume {path}: no run there ({os.path.join(run_dir, CONFIG)} does not exist); start the run with its flags, without --resume"
@@ -465,7 +496,7 @@ def evaluate_checkpoint(script, args, argv):
 
 def main(script, argv=None):
     """Entry point of both scripts: 0 when done, 2 with one line on a user's mistake or a fault, 3 when
-    diverged, 128 + signal when stopped by one (README, "Run files")."""
+    diverged, 128 + signal when stopped by one (docs/usage.md, "Run files")."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(script, argv)

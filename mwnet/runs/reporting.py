@@ -1,4 +1,4 @@
-"""What a run shows while it runs, and what it leaves in <run>/train.log (README, "What a run shows").
+"""What a run shows while it runs, and what it leaves in <run>/train.log (docs/usage.md, "What a run shows").
 
 A start block (where, on what, how much data, the actual noise, the schedule), then one plain line per
 evaluation (and every --print-freq iterations), then the end. On a terminal a tqdm bar runs below the
@@ -6,6 +6,7 @@ lines; elsewhere (a log file, the runner, SLURM) there is no bar, only the lines
 appended to train.log, which survives resumes. --tensorboard adds the same numbers as TensorBoard events.
 """
 
+import math
 import sys
 import time
 
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 def duration(seconds):
     """h:mm:ss (or d days h:mm:ss) for elapsed times and ETAs."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     seconds = int(round(seconds))
     days, rest = divmod(seconds, 86400)

@@ -17,12 +17,13 @@ import argparse
 import collections
 import csv
 import glob
+import io
 import math
 import os
 import sys
 
 from mwnet.errors import UserError
-from mwnet.runs.run_files import config_differences, config_key, read_run
+from mwnet.runs.run_files import config_differences, config_key, read_run, write_text_atomic
 
 ROWS = [
     ("mwnet", "MW-Net"),
@@ -47,7 +48,7 @@ def _noise_cell(name, *types):
     return (kind, level) if kind in types and level else None
 
 
-# The paper's tables (README, "Reproducing the paper"). Its BaseModel used L2RW's longer schedule,
+# The paper's tables (README, "What to expect"). Its BaseModel used L2RW's longer schedule,
 # so it stands beside our erm_long row; the authors put plain training with MW-Net's own 20k
 # schedule at about 88.5 for CIFAR-10 with 40 % uniform noise (issue 1 of their repository).
 TABLES = {
@@ -144,6 +145,8 @@ def why_left_out(run, table, dataset, setting, row):
         return "dry run"
     if run.status != "finished":
         return run.status
+    if not all(isinstance(run.results.get(k), int | float) for k in ("best_test_acc", "last_test_acc")):
+        return "damaged (results.json without its accuracies)"
     method = "erm" if row == "erm_long" else row
     expected = TABLES[table]["expected"](run.config)
     if (run.config.get("dataset"), run.config.get("method"), expected) != (dataset, method, setting):
@@ -162,10 +165,12 @@ def table_runs(runs, table, dataset):
             continue
         try:
             run = read_run(path)
+            reason = why_left_out(run, table, dataset, setting_dir, row)
+            if reason is None:
+                run.metrics  # noqa: B018  (read now: a damaged file is named here, and the table goes on)
         except UserError as e:
             left_out.append((path, f"unreadable: {e}"))
             continue
-        reason = why_left_out(run, table, dataset, setting_dir, row)
         if reason:
             left_out.append((path, reason))
         else:
@@ -300,13 +305,14 @@ def found_tables(runs):
 
 def write_csv(path, all_cells):
     fields = list(all_cells[0])
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for c in all_cells:
-            row = {k: ("" if v is None else v) for k, v in c.items()}
-            row["v_grid"] = "" if c["v_grid"] is None else f"{c['v_grid'][0]:g}..{c['v_grid'][1]:g}"
-            writer.writerow(row)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for c in all_cells:
+        row = {k: ("" if v is None else v) for k, v in c.items()}
+        row["v_grid"] = "" if c["v_grid"] is None else f"{c['v_grid'][0]:g}..{c['v_grid'][1]:g}"
+        writer.writerow(row)
+    write_text_atomic(path, out.getvalue())
 
 
 def main(argv=None):
@@ -326,6 +332,9 @@ def main(argv=None):
         help="also the mean weight of clean and of noisy samples at the last evaluation, and V at the grid's ends",
     )
     args = p.parse_args(argv)
+    if args.csv and not os.path.isdir(os.path.dirname(os.path.abspath(args.csv))):
+        sys.stderr.write(f"summarize: --csv {args.csv}: its folder does not exist; create it or choose another path\n")
+        return 2
     pairs = [(t, d) for t, d in found_tables(args.runs) if not args.table or t in args.table]
     if not pairs:
         dry = os.path.join(args.runs, "dry")
@@ -337,7 +346,11 @@ def main(argv=None):
     for table, dataset in pairs:
         print(markdown(args.runs, table, dataset, args.weights))
     if args.csv:
-        write_csv(args.csv, [c for t, d in pairs for c in cells(args.runs, t, d)[0]])
+        try:
+            write_csv(args.csv, [c for t, d in pairs for c in cells(args.runs, t, d)[0]])
+        except UserError as e:
+            sys.stderr.write(f"summarize: {e}\n")
+            return 2
     return 0
 
 

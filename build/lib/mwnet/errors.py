@@ -1,4 +1,4 @@
-"""What a user meets when a run does not end normally: the error type and the exit codes (README, "Run files").
+"""What a user meets when a run does not end normally: the error type and the exit codes (docs/usage.md, "Run files").
 
 A leaf module: it imports nothing of the project, so every module can raise UserError.
 """

@@ -101,6 +101,7 @@ def checkpoint_state(config, progress, learner, data, tally):
         "tally": tally.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "data_fingerprint": data.fingerprint,  # resume checks that it reads the same data
     }
 
 

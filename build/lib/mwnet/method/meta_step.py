@@ -1,6 +1,6 @@
 """One Meta-Weight-Net iteration, and one learning-to-reweight (L2RW) iteration, in one place.
 
-The paper's iteration (README, "The meta step"), for a training batch and a clean meta batch:
+The paper's iteration (docs/internals.md, "The meta step"), for a training batch and a clean meta batch:
   1. virtual step: w' = w - lr * d/dw [weighted loss with weights V(l_i; Θ)], plain SGD;
   2. meta step:    update Θ with dL_meta(w')/dΘ, second order through step 1;
   3. real step:    weighted loss with the updated V (no grad into V), real optimiser step on w.

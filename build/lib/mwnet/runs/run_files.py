@@ -1,4 +1,4 @@
-"""Everything a run writes and reads back, and the rules for reusing a run directory (README, "Run files").
+"""Everything a run writes and reads back, and the rules for reusing a run directory (docs/usage.md, "Run files").
 
 config.json               every flag, the derived seeds, the actual noise rate, the vnet loss grid, versions
 metrics.jsonl             one JSON line per evaluation (also kept in the checkpoint, which is the truth)
@@ -10,6 +10,7 @@ checkpoint.pt             everything needed to continue (--resume), at the last 
 model_best.pt             model and meta-weight-net at the best test accuracy
 train.log                 what the run printed, appended on every start and resume
 .lock                     held (fcntl.flock) by the process that owns the directory
+.mwnet-run                the marker: written first, so that a folder without it is never written into
 
 One process owns a run directory for its whole life. Every file is written atomically (a temporary
 file moved over the old one), JSON never holds NaN or Infinity, and readers drop a torn last line
@@ -41,6 +42,9 @@ from mwnet.errors import UserError
 CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
 SPLIT, WEIGHTS, CURVE = "split.npz", "weights.npz", "weighting_function.csv"
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
+# Written first into every run directory this project makes: a folder without it is never written into.
+MARKER = ".mwnet-run"
+MARKER_TEXT = "A run directory of mwnet (Meta-Weight-Net reproduction); its files are described in docs/usage.md.\n"
 TMP_PREFIX = ".tmp-"
 # What a fresh start replaces in a directory that holds no run (no checkpoint, no results). train.log stays.
 PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD)
@@ -59,9 +63,10 @@ FREE_FLAGS = (
     "prefetch",
     "tensorboard",
     "checkpoint_every",
+    "accept_other_data",
 )
 # What config.json records beside the flags.
-RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "environment")
+RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "environment")
 CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
 CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
 BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
@@ -126,8 +131,10 @@ def write_atomic(path, write):
 
 
 def write_json(path, obj):
-    text = to_json(obj, indent=2) + "\n"
+    write_text_atomic(path, to_json(obj, indent=2) + "\n")
 
+
+def write_text_atomic(path, text):
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
@@ -156,14 +163,17 @@ def _torch_save(state, path):
 
 
 def read_json(path):
-    """A JSON file of a run, or None if it does not exist."""
+    """A JSON object of a run (config.json, results.json), or None if the file does not exist."""
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            value = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not readable JSON ({type(e).__name__}); the run directory is damaged") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object; the run directory is damaged")
+    return value
 
 
 def read_metrics(run_dir):
@@ -208,6 +218,18 @@ def status(run_dir):
     if os.path.exists(os.path.join(run_dir, CHECKPOINT)):
         return "stopped"
     return "started" if os.path.exists(os.path.join(run_dir, CONFIG)) else "empty"
+
+
+def is_ours(run_dir):
+    """Whether `run_dir` is empty, missing, or a run directory of this project: its marker, or (made before the
+    marker) a lock file beside a config.json of ours. Any other folder is a user's, never written into."""
+    if not os.path.isdir(run_dir) or not os.listdir(run_dir) or os.path.exists(os.path.join(run_dir, MARKER)):
+        return True
+    try:
+        config = read_json(os.path.join(run_dir, CONFIG))
+    except UserError:
+        return False
+    return os.path.exists(os.path.join(run_dir, LOCK)) and bool(config) and {"script", "seeds"} <= set(config)
 
 
 def holds_run(state):
@@ -300,9 +322,14 @@ class RunDir:
         return status(self.path)
 
     def check_usable(self):
-        """Before anything is written: the path must be a directory or not exist yet."""
+        """Before anything is written: the path must not exist yet, or be an empty folder or a run directory."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UserError(f"--out {self.path} is a file, not a directory; choose another --out")
+        if not is_ours(self.path):  # a user's own folder is never written into
+            names = ", ".join(sorted(os.listdir(self.path))[:4])
+            raise UserError(
+                f"{self.path} holds files this project did not write ({names}, ...); choose another --out, or an empty folder"
+            )
 
     @contextlib.contextmanager
     def owned(self):
@@ -316,10 +343,13 @@ class RunDir:
             self._lock_fd = None
 
     def lock(self):
-        """Make the directory and lock it, or say who holds it."""
+        """Make the directory (marked as a run directory) and lock it, or say who holds it."""
         self.check_usable()
         try:
             os.makedirs(self.path, exist_ok=True)
+            if not os.path.exists(self.file(MARKER)):
+                with open(self.file(MARKER), "w") as f:
+                    f.write(MARKER_TEXT)
             fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise UserError(
@@ -368,7 +398,13 @@ class RunDir:
         write_atomic(self.file(BEST), lambda tmp: _torch_save(state, tmp))
 
     def load_checkpoint(self):
-        return load_state(self.file(CHECKPOINT), CHECKPOINT_KEYS, "checkpoint")
+        path = self.file(CHECKPOINT)
+        state = load_state(path, (), "checkpoint")
+        if isinstance(state, dict) and set(BEST_KEYS) <= set(state) and "progress" not in state:
+            raise UserError(
+                f"{path} is a best model (model_best.pt), which holds no optimiser or loader state to continue from; evaluate it with --evaluate, or resume from the run's own checkpoint.pt"
+            )
+        return load_state(path, CHECKPOINT_KEYS, "checkpoint", state)
 
     # -- metrics, results and the rest
 
@@ -378,13 +414,7 @@ class RunDir:
 
     def rewrite_metrics(self, records):
         """On resume: exactly the evaluations the checkpoint holds (a later, torn or damaged line is not kept)."""
-        text = "".join(to_json(r) + "\n" for r in records)
-
-        def write(tmp):
-            with open(tmp, "w") as f:
-                f.write(text)
-
-        write_atomic(self.file(METRICS), write)
+        write_text_atomic(self.file(METRICS), "".join(to_json(r) + "\n" for r in records))
 
     def write_config(self, config):
         write_json(self.file(CONFIG), config)
@@ -426,12 +456,14 @@ class RunDir:
         write_atomic(self.file(CURVE), write)
 
 
-def load_state(path, keys, what):
-    """A checkpoint or best model, checked for the keys this project writes. weights_only: loading runs no code."""
+def load_state(path, keys, what, state=None):
+    """A checkpoint or best model (read from `path` unless given), checked for the keys this project writes.
+    weights_only: loading runs no code."""
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state is None:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (
         OSError,
         RuntimeError,

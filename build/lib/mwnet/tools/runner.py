@@ -63,6 +63,8 @@ def plan_task(command):
         return Task(command, words, "?", "refused", f"bad flags: {e}")
     if not args.out or args.resume:
         return Task(command, words, args.out or "?", "refused", "every command needs --out and no --resume")
+    if not run_files.is_ours(args.out):
+        return Task(command, words, args.out, "refused", "holds files this project did not write; left untouched")
     try:
         run = run_files.read_run(args.out)
     except UserError as e:
@@ -78,6 +80,25 @@ def plan_task(command):
     if run.status == "diverged":
         return Task(command, words, args.out, "diverged", "diverged before (see its results.json); not run again")
     return Task(command, words, args.out, "done")
+
+
+def check_slots(text):
+    """--gpus (GPUS=): each slot "cpu" or the id of a visible GPU. Anything else would hide every GPU from the
+    run (CUDA_VISIBLE_DEVICES=abc) and let it train on the CPU without a word."""
+    slots = [slot.strip() for slot in text.split(",")]
+    count = None
+    for slot in slots:
+        if slot == "cpu":
+            continue
+        if not slot.isdigit():
+            raise UserError(f"--gpus {text}: {slot!r} is neither a GPU id (0, 1, ...) nor cpu")
+        if count is None:
+            count = len([g for g in visible_gpus() if g != "cpu"])
+        if int(slot) >= count:
+            raise UserError(
+                f"--gpus {text}: GPU {slot} is not visible here ({count} GPUs are); pass ids below {count}, or cpu"
+            )
+    return slots
 
 
 def visible_gpus():
@@ -200,8 +221,7 @@ def write_slurm(tasks, path, opts):
         return
     listing = os.path.abspath(path) + ".commands"
     logs = os.path.abspath(path) + ".logs"
-    with open(listing, "w") as f:
-        f.writelines(t.command + "\n" for t in todo)
+    run_files.write_text_atomic(listing, "".join(t.command + "\n" for t in todo))
     os.makedirs(logs, exist_ok=True)
     optional = "".join(
         f"#SBATCH --{k}={v}\n" for k, v in (("partition", opts.partition), ("account", opts.account)) if v
@@ -222,8 +242,7 @@ def write_slurm(tasks, path, opts):
         python=shlex.quote(sys.executable),
         package_parent=shlex.quote(PACKAGE_PARENT),
     )
-    with open(path, "w") as f:
-        f.write(text)
+    run_files.write_text_atomic(path, text)
     print(f"wrote {path}: a job array of {len(todo)} runs; submit with: sbatch {path}", flush=True)
 
 
@@ -273,11 +292,20 @@ def main(argv=None):
         return 2
     if args.task is not None:
         return run_task(commands, args.task)
-    tasks = [plan_task(c) for c in commands]
-    if args.slurm:
-        write_slurm(tasks, args.slurm, args)
-        return summary(tasks)
-    interrupted = run_local(tasks, args.gpus.split(",") if args.gpus else visible_gpus())
+    try:
+        slots = check_slots(args.gpus) if args.gpus is not None else visible_gpus()
+        if args.slurm and not os.path.isdir(os.path.dirname(os.path.abspath(args.slurm))):
+            raise UserError(f"--slurm {args.slurm}: its folder does not exist; create it or choose another path")
+        tasks = [plan_task(c) for c in commands]
+        if args.slurm:
+            write_slurm(tasks, args.slurm, args)
+            return summary(tasks)
+    except (UserError, OSError) as e:
+        print(
+            f"runner: {e if isinstance(e, UserError) else f'cannot write {e.filename} ({e.strerror})'}", file=sys.stderr
+        )
+        return 2
+    interrupted = run_local(tasks, slots)
     code = summary(tasks)
     return 130 if interrupted else code
 
