@@ -182,6 +182,11 @@ def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
             self.seen.add(func.__name__)
             return func(*args, **(kwargs or {}))
 
+    try:
+        with FakeTensorMode():
+            torch.empty(1, device="cuda")
+    except (RuntimeError, AssertionError):  # older torch initialises CUDA even for a fake tensor
+        pytest.skip(f"torch {torch.__version__} makes fake CUDA tensors only where a GPU driver is")
     model = (ResNet32(10) if arch == "resnet32" else WideResNet(10, 10, widen_factor=2)).to(
         memory_format=torch.channels_last
     )
