@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import CPU_ENV, FAST, MW, ROOT, SHORT, run_main, snapshot, stop_at, write_cifar
+from conftest import CPU_ENV, FAST, MW, ROOT, SHORT, run_main, snapshot, stop_at, write_cifar, write_fashion
 
 from mwnet.engine.options import parse_args
 from mwnet.tools import plot, runner, summarize
@@ -88,7 +89,12 @@ def test_summarize_leaves_out_dry_unfinished_diverged_and_misplaced_runs(tmp_pat
     assert summarize.main(["--runs", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "best 90.00 ± 0.00, last 89.00 ± 0.00 (n=1)" in text
-    assert "Left out: 1 diverged, 1 dry run, 1 misplaced (its flags do not match its folder), 1 unfinished" in text
+    assert "Left out: 1 diverged, 1 dry run, 1 unfinished" in text
+    assert "Not in the table: 1 finished runs whose folder or flags are none of its settings and rows" in text
+    assert (
+        f"- {cell / 'seed5'}: MW-Net.py --method mwnet --dataset cifar10 --corruption_type flip2 --corruption_prob 0.4 --seed 5"
+        in text
+    )
 
 
 def test_summarize_reports_a_conflict_instead_of_pooling(tmp_path, capsys):
@@ -391,3 +397,39 @@ def test_summarize_after_a_dry_table_points_at_the_dry_runs(tmp_path, capsys):
     )
     assert summarize.main(["--runs", str(tmp_path / "dry")]) == 0
     assert "Left out: 1 dry run" in capsys.readouterr().out
+
+
+def test_every_finished_run_of_a_table_is_shown_or_named(tmp_path):
+    """The Fashion-MNIST table with FLIP_TYPE=flip after the default one: flip and flip2 settings apart, each
+    noise rate apart, in the Markdown and the CSV; a run of a setting the table has no place for is named."""
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    write_fashion(str(data), per_class=30)
+    env = dict(CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", GPUS="cpu,cpu", PYTHON=sys.executable)
+    env["EXTRA"] = "--batch_size 16 --num_meta 100 --epochs 0.06 --eval_every 0.06 --milestones 0.03"  # 2 iterations
+    env.update(EPOCHS="0.06", MILESTONES="0.03")
+    for flip, done in (("flip2", "16 finished"), ("flip", "8 finished, 8 skipped (done)")):
+        proc = subprocess.run(
+            ["bash", "scripts/table_fashionmnist.sh"],
+            cwd=ROOT,
+            env={**env, "FLIP_TYPE": flip},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0 and f"runner: 16 runs: {done}" in proc.stdout, proc.stdout + proc.stderr
+    odd = runs / "fashionmnist_resnet32" / "fashionmnist" / "unif_p0.4" / "mwnet_lr0.2" / "seed1"
+    shutil.copytree(runs / "fashionmnist_resnet32" / "fashionmnist" / "unif_p0.4" / "mwnet" / "seed1", odd)
+    out = subprocess.run(
+        [sys.executable, "scripts/summarize.py", "--runs", str(runs), "--csv", str(tmp_path / "s.csv")],
+        cwd=ROOT,
+        env=CPU_ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    settings = {r["setting"] for r in rows if r["n"] == "1"}
+    assert {"unif_p0.4", "unif_p0.6", "flip2_p0.2", "flip2_p0.4", "flip_p0.2", "flip_p0.4"} == settings
+    assert len([r for r in rows if r["n"] == "1"]) == 24  # 6 settings x 4 rows, each with its run
+    assert "| | unif_p0.4 | unif_p0.6 | flip2_p0.2 | flip2_p0.4 | flip_p0.2 | flip_p0.4 |" in out.stdout
+    assert f"- {odd}: MW-Net.py --method mwnet --dataset fashionmnist" in out.stdout

@@ -21,6 +21,7 @@ import io
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 from mwnet.errors import UserError
 from mwnet.runs.run_files import config_differences, config_key, read_run, write_text_atomic
@@ -122,7 +123,7 @@ TABLES = {
     "fashionmnist_resnet32": {
         "title": "Fashion-MNIST, ResNet-32 (no paper figures)",
         "levels": ["unif_p0.4", "unif_p0.6", "flip2_p0.2", "flip2_p0.4"],
-        "cell": lambda name: ("", name),
+        "cell": lambda name: ("", name) if _noise_cell(name, "unif", "flip", "flip2") else None,
         "expected": lambda c: f"{c['corruption_type']}_p{c['corruption_prob']!r}",
         "paper": {},
     },
@@ -137,8 +138,11 @@ def mean_std(values):
     return mean, std
 
 
-def why_left_out(run, table, dataset, setting, row):
-    """None if the run counts in its cell, else the reason it does not."""
+MISPLACED = "misplaced (its flags do not match its folder)"
+
+
+def why_unfinished(run):
+    """None for a finished, non-dry run with its accuracies, else why it is no result."""
     if run.config is None or run.results is None:
         return "unfinished"
     if run.config.get("dry_run"):
@@ -147,35 +151,62 @@ def why_left_out(run, table, dataset, setting, row):
         return run.status
     if not all(isinstance(run.results.get(k), int | float) for k in ("best_test_acc", "last_test_acc")):
         return "damaged (results.json without its accuracies)"
-    method = "erm" if row == "erm_long" else row
-    expected = TABLES[table]["expected"](run.config)
-    if (run.config.get("dataset"), run.config.get("method"), expected) != (dataset, method, setting):
-        return "misplaced (its flags do not match its folder)"
     return None
 
 
+def why_left_out(run, table, dataset, setting, row):
+    """None if the run counts in its cell, else the reason it does not."""
+    reason = why_unfinished(run)
+    if reason:
+        return reason
+    method = "erm" if row == "erm_long" else row
+    expected = TABLES[table]["expected"](run.config)
+    if (run.config.get("dataset"), run.config.get("method"), expected) != (dataset, method, setting):
+        return MISPLACED
+    return None
+
+
+def describe_run(config):
+    """A run's configuration as the flags that place it in a table."""
+    c = config
+    words = [c.get("script", "?"), f"--method {c.get('method')}", f"--dataset {c.get('dataset')}"]
+    words.append(f"--corruption_type {c.get('corruption_type')} --corruption_prob {c.get('corruption_prob')}")
+    if c.get("imb_factor"):
+        words.append(f"--imb_factor {c['imb_factor']:g}")
+    return " ".join(words + [f"--seed {c.get('seed')}"])
+
+
+@dataclass
+class TableRuns:
+    """The runs under one table and dataset: those in its cells, those left out (dry, unfinished, diverged,
+    unreadable) with the reason, and finished runs the table has no place for, with their configuration."""
+
+    found: dict
+    left_out: list
+    not_in_table: list
+
+
 def table_runs(runs, table, dataset):
-    """{(variant, level, row): [finished runs]} of one table and dataset, and the runs left out with why."""
-    spec, found, left_out = TABLES[table], collections.defaultdict(list), []
+    spec, out = TABLES[table], TableRuns(collections.defaultdict(list), [], [])
     for path in sorted(glob.glob(os.path.join(runs, table, dataset, "*", "*", "seed*"))):
         setting_dir, row = path.split(os.sep)[-3:-1]
         cell = spec["cell"](setting_dir)
-        if cell is None or cell[1] not in spec["levels"] or row not in dict(ROWS):
-            left_out.append((path, "not a folder of this table"))
-            continue
+        placed = cell is not None and row in dict(ROWS)
         try:
             run = read_run(path)
-            reason = why_left_out(run, table, dataset, setting_dir, row)
+            reason = why_left_out(run, table, dataset, setting_dir, row) if placed else why_unfinished(run)
             if reason is None:
                 run.metrics  # noqa: B018  (read now: a damaged file is named here, and the table goes on)
         except UserError as e:
-            left_out.append((path, f"unreadable: {e}"))
+            out.left_out.append((path, f"unreadable: {e}"))
             continue
-        if reason:
-            left_out.append((path, reason))
+        if reason == MISPLACED or reason is None and not placed:
+            out.not_in_table.append((path, describe_run(run.config)))
+        elif reason:
+            out.left_out.append((path, reason))
         else:
-            found[(*cell, row)].append(run)
-    return found, left_out
+            out.found[(*cell, row)].append(run)
+    return out
 
 
 def weight_stats(group):
@@ -204,7 +235,9 @@ def weight_stats(group):
 
 def make_cell(table, dataset, variant, level, row, label, runs):
     spec = TABLES[table]
-    paper = spec["paper"].get(dataset, {}).get(row, [None] * len(spec["levels"]))[spec["levels"].index(level)]
+    paper = None
+    if level in spec["levels"]:  # a setting the paper has; others (found under --runs) stand without
+        paper = spec["paper"].get(dataset, {}).get(row, [None] * len(spec["levels"]))[spec["levels"].index(level)]
     paper = paper or spec.get("remarks", {}).get((dataset, row, level))
     groups = collections.defaultdict(list)
     for r in runs:
@@ -225,17 +258,30 @@ def make_cell(table, dataset, variant, level, row, label, runs):
 
 
 def cells(runs, table, dataset):
-    """One dict per (row, noise variant, level) of a table, and the runs left out."""
+    """One dict per (row, noise variant, level) of a table, the table's levels (the paper's, then any other
+    found under --runs), and its TableRuns."""
     spec = TABLES[table]
-    found, left_out = table_runs(runs, table, dataset)
+    runs_of = table_runs(runs, table, dataset)
+    found = runs_of.found
     variants = sorted({v for v, _, _ in found}) or [""]
+    extra = sorted({lv for _, lv, _ in found} - set(spec["levels"]), key=level_order)
+    levels = spec["levels"] + extra
     out = []
     for row, name in ROWS:
         for variant in variants:
             label = f"{name} ({variant})" if len(variants) > 1 else name
-            for level in spec["levels"]:
+            for level in levels:
                 out.append(make_cell(table, dataset, variant, level, row, label, found.get((variant, level, row), [])))
-    return out, left_out, variants
+    return out, runs_of, variants, levels
+
+
+def level_order(level):
+    """Settings found beside the paper's, in a readable order: by kind, then by number."""
+    kind, _, number = level.rpartition("_p")
+    try:
+        return kind, float(number.removeprefix("imb"))
+    except ValueError:
+        return kind, math.inf
 
 
 def fmt_cell(c):
@@ -266,11 +312,12 @@ def fmt_weights(c):
 
 def markdown(runs, table, dataset, weights=False):
     spec = TABLES[table]
-    table_cells, left_out, variants = cells(runs, table, dataset)
+    table_cells, runs_of, variants, levels = cells(runs, table, dataset)
+    left_out = runs_of.left_out
     title = (
         spec["title"] if len(variants) > 1 or not variants[0] else spec["title"].replace(",", f" ({variants[0]}),", 1)
     )
-    header = ["| | " + " | ".join(spec["levels"]) + " |", "|---" * (len(spec["levels"]) + 1) + "|"]
+    header = ["| | " + " | ".join(levels) + " |", "|---" * (len(levels) + 1) + "|"]
     lines = [f"### {title}: {dataset}", "", *header]
     labels = list(dict.fromkeys(c["label"] for c in table_cells))
     for label in labels:
@@ -286,6 +333,10 @@ def markdown(runs, table, dataset, weights=False):
             row_cells = [c for c in table_cells if c["label"] == label]
             if row_cells[0]["row"] in WEIGHT_ROWS:
                 lines.append(f"| {label} | " + " | ".join(fmt_weights(c) for c in row_cells) + " |")
+    if runs_of.not_in_table:
+        n = len(runs_of.not_in_table)
+        lines += ["", f"Not in the table: {n} finished runs whose folder or flags are none of its settings and rows"]
+        lines += [f"- {path}: {words}" for path, words in runs_of.not_in_table]
     if left_out:
         counts = collections.Counter(reason for _, reason in left_out)
         lines += ["", "Left out: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))]
@@ -294,13 +345,19 @@ def markdown(runs, table, dataset, weights=False):
 
 
 def found_tables(runs):
-    """(table, dataset) pairs that have a folder under runs, in the paper's order."""
-    return [
-        (t, d)
-        for t in TABLES
-        for d in ("cifar10", "cifar100", "fashionmnist")
-        if os.path.isdir(os.path.join(runs, t, d))
-    ]
+    """(table, dataset) pairs that have a folder under runs: the tables in the paper's order, the known datasets
+    first, then any other folder (whose runs are then shown, or named, rather than ignored)."""
+    known = ["cifar10", "cifar100", "fashionmnist"]
+    pairs = []
+    for t in TABLES:
+        folder = os.path.join(runs, t)
+        found = (
+            sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+            if os.path.isdir(folder)
+            else []
+        )
+        pairs += [(t, d) for d in sorted(found, key=lambda d: (known.index(d) if d in known else len(known), d))]
+    return pairs
 
 
 def write_csv(path, all_cells):
