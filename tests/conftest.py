@@ -191,3 +191,40 @@ def cifar10_dir(tmp_path_factory):
 def cifar100_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("c100")
     return str(root), write_cifar(str(root), "cifar100", per_class=12)
+
+
+def write_clothing1m(root, train_per_class=6, val_per_class=4, test_per_class=2, size=(40, 48), seed=0):
+    """A small Clothing1M in its official layout: JPEGs under images/, the two label files and the four key
+    lists. Some training images also have a clean label (as in the dataset); the clean training list exists
+    and must never be used. Returns {"train", "val", "test", "clean_train": (paths, labels)}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sets, noisy_kv, clean_kv = {}, [], []
+    sizes = {"train": train_per_class, "val": val_per_class, "test": test_per_class, "clean_train": 1}
+    for name, per_class in sizes.items():
+        labels = np.repeat(np.arange(14), per_class)
+        paths = []
+        for i, label in enumerate(labels):
+            rel = f"images/{i % 3}/{name}_{i}.jpg"
+            os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            pixels[..., label % 3] = 20 * label  # a label-dependent colour, so that a model can learn something
+            Image.fromarray(pixels).save(os.path.join(root, rel), quality=90)
+            paths.append(rel)
+        if name == "train":
+            noisy = np.where(rng.random(len(labels)) < 0.4, rng.integers(0, 14, len(labels)), labels)
+            noisy_kv += [f"{p} {y}" for p, y in zip(paths, noisy, strict=True)]
+            clean_kv += [f"{p} {y}" for p, y in list(zip(paths, labels, strict=True))[::3]]  # some have both
+            labels = noisy
+        else:
+            clean_kv += [f"{p} {y}" for p, y in zip(paths, labels, strict=True)]
+        sets[name] = (paths, labels)
+    files = {"noisy_label_kv.txt": noisy_kv, "clean_label_kv.txt": clean_kv}
+    files.update(
+        {f"{'noisy' if n == 'train' else 'clean'}_{n.replace('clean_', '')}_key_list.txt": sets[n][0] for n in sets}
+    )
+    for name, lines in files.items():
+        with open(os.path.join(root, name), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return sets

@@ -199,7 +199,7 @@ def test_an_iteration_makes_no_host_synchronisation():
             out = l2rw_step(model, opt, x, y, mx, my, 0.1)
         else:
             out = mwnet_step(model, vnet, opt, vopt, x, y, mx, my, 0.1, meta_grad=meta_grad)
-        tally.add(out, noisy[idx])
+        tally.add(out, noisy[idx], ~noisy[idx])
         last[idx] = out["weights"].float()
 
     iteration("jvp")  # warm-up: lazy initialisation may synchronise

@@ -155,7 +155,7 @@ def test_corrupt_and_foreign_data_files_are_one_line(tmp_path):
         (b"not a pickle at all", "corrupt"),
         (
             pickle.dumps({"data": Payload(str(tmp_path / "marker")), "labels": []}),
-            "open is not allowed in a CIFAR file",
+            "open is not allowed in a data file",
         ),
         (pickle.dumps({"data": np.zeros((4, 3072), np.float32), "labels": [0] * 4}), "float32"),
         (pickle.dumps({"labels": [0]}), "not a dict with data and labels"),

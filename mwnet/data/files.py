@@ -17,7 +17,7 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # the Debian package da
 
 
 # What the official CIFAR pickles hold besides dicts, lists, strings and numbers: NumPy arrays.
-_CIFAR_GLOBALS = {
+_ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
@@ -28,12 +28,13 @@ _CIFAR_GLOBALS = {
 }
 
 
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles only what the official CIFAR files contain, so that a data file, like a checkpoint, runs no code."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what the official CIFAR files (and CIFAR-N's label files) contain: dicts, lists, strings,
+    numbers and NumPy arrays, so that a data file, like a checkpoint, runs no code."""
 
     def find_class(self, module, name):
-        if (module, name) not in _CIFAR_GLOBALS:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file")
+        if (module, name) not in _ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a data file")
         if module.startswith("numpy.core.") and hasattr(np, "_core"):  # NumPy 2 renamed numpy.core
             module = "numpy._core." + module[len("numpy.core.") :]
         return super().find_class(module, name)
@@ -42,7 +43,7 @@ class _CifarUnpickler(pickle.Unpickler):
 def _unpickle(path, name):
     try:
         with open(path, "rb") as f:
-            return _CifarUnpickler(f, encoding="latin1").load()
+            return ArrayUnpickler(f, encoding="latin1").load()
     except OSError as e:
         raise UserError(f"cannot read {path} ({e.strerror}); check the file's permissions") from None
     except (

@@ -21,15 +21,16 @@ class Tally:
         self.sums = torch.zeros(7, dtype=torch.float64, device=self.device)
         self.steps = 0
 
-    def add(self, out, noisy):
+    def add(self, out, noisy, clean):
+        """One iteration's losses, and the weights of its samples known to be noisy and known to be clean."""
         w = out["weights"].double()
-        noisy = noisy.double()
+        noisy, clean = noisy.double(), clean.double()
         row = [
             out["loss"].double(),
             out["meta_loss"].double(),
             out["losses"].double().mean(),
-            (w * (1 - noisy)).sum(),
-            (1 - noisy).sum(),
+            (w * clean).sum(),
+            clean.sum(),
             (w * noisy).sum(),
             noisy.sum(),
         ]

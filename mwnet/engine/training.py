@@ -241,7 +241,7 @@ def train(s, signals):
         x, y, idx = data.train.next_batch()
         with autocast(args.precision, device):
             out = one_step(args, learner, data, x, y, lr)
-        s.tally.add(out, data.is_noisy[idx])
+        s.tally.add(out, data.is_noisy[idx], data.is_clean[idx])
         progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
@@ -320,6 +320,8 @@ def start(args, config, run_dir, data, learner, device, seeds):
         "noise_rate": data.noise_rate,
         "vnet_loss_grid": LOSS_GRID,
         "data_fingerprint": data.fingerprint,
+        "noise_source": data.noise_source,
+        "model_source": learner.source,
         "environment": environment(device),
     }
     if current != "stopped":
@@ -360,6 +362,10 @@ def run(args):
     data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
     plan = make_plan(args, len(data.train), len(data.train_idx))
     learner = build_learner(args, data.num_classes, device, seeds[0])
+    if args.pretrained and not (args.resume and run_dir.status() == "stopped"):  # a fresh start: its weights
+        from mwnet.models.imagenet import load_pretrained
+
+        learner.source = load_pretrained(learner.model, args.pretrained)
     config = dict(vars(args))
     with run_dir.owned():
         started = start(args, config, run_dir, data, learner, device, seeds)

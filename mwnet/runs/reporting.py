@@ -13,6 +13,8 @@ import time
 import torch
 from tqdm import tqdm
 
+from mwnet.models import model_label
+
 
 def duration(seconds):
     """h:mm:ss (or d days h:mm:ss) for elapsed times and ETAs."""
@@ -33,13 +35,17 @@ def setting(args, noise_rate):
     parts = []
     if args.imb_factor:
         parts.append(f"long-tailed, imbalance factor {args.imb_factor:g}")
-    if args.corruption_prob or not args.imb_factor:
+    if args.dataset == "clothing1m":
+        return f"its web labels; {100 * noise_rate:.1f}% wrong among the training images that also have a clean label"
+    if args.corruption_type == "human":
+        parts.append(f"human labels ({args.human_labels}, CIFAR-N)")
+    elif args.corruption_prob or not args.imb_factor:
         parts.append(f"{args.corruption_type} noise p={args.corruption_prob:g}")
     return ", ".join(parts) + f"; {100 * noise_rate:.1f}% of training labels wrong"
 
 
 def banner(args, plan, data, device, run_dir, resumed_at):
-    model = "ResNet-32" if args.arch == "resnet32" else f"WRN-{args.layers}-{args.widen_factor}"
+    model = model_label(vars(args))
     threads = (
         f" ({torch.get_num_threads()} CPU threads)"
         if device.type == "cpu"

@@ -64,9 +64,10 @@ FREE_FLAGS = (
     "tensorboard",
     "checkpoint_every",
     "accept_other_data",
+    "workers",
 )
 # What config.json records beside the flags.
-RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "environment")
+RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "environment")
 CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
 CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
 BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
@@ -297,8 +298,12 @@ def merge_given(stored, given, source):
 
 def default_run_name(config):
     """runs/<arch>-<dataset>-<noise or imbalance>-<method>-s<seed>, so that different runs never share a folder."""
-    arch = "resnet32" if config["arch"] == "resnet32" else f"wrn-{config['layers']}-{config['widen_factor']}"
+    arch = config["arch"] if config["arch"] != "wrn" else f"wrn-{config['layers']}-{config['widen_factor']}"
     noise = f"{config['corruption_type']}{config['corruption_prob']:g}"
+    if config["corruption_type"] == "human":
+        noise = f"human-{config['human_labels']}"
+    if config["dataset"] == "clothing1m":
+        noise = "web"
     if config.get("imb_factor"):
         noise = f"imb{config['imb_factor']:g}" + (f"-{noise}" if config["corruption_prob"] else "")
     dry = "-dry" if config.get("dry_run") else ""

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mwnet.errors import UserError  # noqa: E402
+from mwnet.models import model_label  # noqa: E402
 from mwnet.runs.run_files import config_key, numbers_config, read_run  # noqa: E402
 
 ROW_NAMES = {
@@ -41,15 +42,14 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 def describe(config):
     """The settings of a configuration, in words, keyed so that differing ones can be picked out."""
     c = numbers_config(config)
-    model = "ResNet-32" if c.get("arch") == "resnet32" else f"WRN-{c.get('layers')}-{c.get('widen_factor')}"
-    words = {
-        "model": model,
-        "dataset": c.get("dataset"),
-        "noise": f"{c.get('corruption_type')} {100 * c.get('corruption_prob', 0):g}%",
-    }
+    noise = f"{c.get('corruption_type')} {100 * c.get('corruption_prob', 0):g}%"
+    if c.get("corruption_type") == "human":
+        noise = f"human labels ({c.get('human_labels')})"
+    words = {"model": model_label(c), "dataset": c.get("dataset"), "noise": noise}
     if c.get("imb_factor"):
         words["imbalance"] = f"imbalance {c['imb_factor']:g}"
     skip = {"arch", "layers", "widen_factor", "droprate", "dataset", "corruption_type", "corruption_prob", "imb_factor"}
+    skip |= {"human_labels", "noise_file"}
     skip |= {"seed", "method", "script", "unit", "sampling"}
     words.update({k: f"{k} {v}" for k, v in c.items() if k not in skip})
     return words

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mwnet.data.catalog import MEAN_STD, NUM_CLASSES
+from mwnet.data import cifar_n
+from mwnet.data.catalog import MEAN_STD, NUM_CLASSES, STREAMED
+from mwnet.data.clothing1m import read_clothing1m
 from mwnet.data.device_loader import DeviceLoader
 from mwnet.data.files import default_root, load_arrays
 from mwnet.data.noise import make_noisy_split
@@ -79,10 +81,18 @@ class Data:
     is_noisy: torch.Tensor
     num_classes: int
     fingerprint: str  # of the training and test images and labels: resume checks it (components.fingerprint)
+    noise_source: dict | None = None  # -ctype human: the label file, its SHA-256, the variant
+    is_clean: torch.Tensor | None = None  # where the clean label is known and equal (default: not is_noisy)
+
+    def __post_init__(self):
+        if self.is_clean is None:
+            self.is_clean = ~self.is_noisy
 
     @property
     def noise_rate(self):
-        return float(np.mean(self.clean_labels != self.noisy_labels)) if len(self.train_idx) else 0.0
+        """The share of wrong labels among the training images whose clean label is known (-1: unknown)."""
+        known = self.clean_labels >= 0
+        return float(np.mean(self.clean_labels[known] != self.noisy_labels[known])) if known.any() else 0.0
 
 
 def test_arrays(args):
@@ -96,6 +106,8 @@ def test_arrays(args):
 
 def load_test(args, device, arrays=None):
     """The test set as a loader on the device."""
+    if args.dataset in STREAMED:
+        return streamed_test(args, device, read_clothing1m(args.data_path)[0]["test"])
     images, labels = test_arrays(args) if arrays is None else arrays
     mean, std = MEAN_STD[args.dataset]
     batch = EVAL_BATCH.get(device.type, 100)
@@ -112,25 +124,81 @@ def fingerprint(*arrays):
     return digest.hexdigest()[:20]
 
 
+def check_sizes(args, n_train, n_meta, k):
+    """Before anything goes to the device: a training set, a batch that fits it, a meta set where needed."""
+    if n_train == 0:
+        raise UserError(f"--num_meta {args.num_meta} leaves no training images; pass a smaller --num_meta")
+    if args.batch_size > n_train:
+        raise UserError(
+            f"--batch_size {args.batch_size} is larger than the training set ({n_train} images); pass a smaller one"
+        )
+    if args.method != "erm" and n_meta == 0:
+        raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
+
+
+def workers(args):
+    """--workers, or the CPU count less one (the main process feeds the device), at most 8."""
+    return args.workers if args.workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def streamed_test(args, device, test):
+    from mwnet.data.stream_loader import ImageFiles, StreamLoader  # torchvision: imported for streamed data only
+
+    paths, labels = test
+    if args.dry_run:
+        paths, labels = paths[:DRY_RUN_TEST_IMAGES], labels[:DRY_RUN_TEST_IMAGES]
+    files = ImageFiles(args.data_path, paths, labels, args.image_size, train=False)
+    batch = 256 if device.type == "cuda" else args.batch_size
+    return StreamLoader(files, batch, device, *MEAN_STD[args.dataset], workers=workers(args))
+
+
+def build_streamed(args, device, seeds):
+    """Clothing1M: the noisy training list, a class-balanced meta set from the clean validation list (the
+    protocol's split function, seeded), the clean test list; every file checked before any is used."""
+    from mwnet.data.stream_loader import ImageFiles, StreamLoader
+
+    sets, train_clean = read_clothing1m(args.data_path)
+    (train_paths, noisy), (val_paths, val_labels) = sets["train"], sets["val"]
+    k = NUM_CLASSES[args.dataset]
+    meta_idx, _, _ = make_noisy_split(val_labels, k, args.num_meta, "unif", 0.0, args.seed)
+    check_sizes(args, len(train_paths), len(meta_idx), k)
+    common = dict(device=device, mean=MEAN_STD[args.dataset][0], std=MEAN_STD[args.dataset][1], workers=workers(args))
+    files = ImageFiles(args.data_path, train_paths, noisy, args.image_size)
+    train = StreamLoader(files, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
+    meta = None
+    if args.method != "erm":
+        files = ImageFiles(args.data_path, [val_paths[i] for i in meta_idx], val_labels[meta_idx], args.image_size)
+        meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
+    listed = [np.asarray(p, dtype=np.bytes_) for p in (train_paths, val_paths, sets["test"][0])]
+    digest = fingerprint(*listed, noisy, val_labels, sets["test"][1], train_clean)
+    known = train_clean >= 0
+    is_noisy = torch.as_tensor(known & (train_clean != noisy), device=device)
+    is_clean = torch.as_tensor(known & (train_clean == noisy), device=device)
+    test = streamed_test(args, device, sets["test"])
+    train_idx = np.arange(len(train_paths), dtype=np.int64)
+    return Data(train, meta, test, meta_idx, train_idx, train_clean, noisy, is_noisy, k, digest, None, is_clean)
+
+
 def build_data(args, device, seeds):
     """The split, its noisy labels and the three loaders; sizes are checked before anything goes to the device."""
+    if args.dataset in STREAMED:
+        return build_streamed(args, device, seeds)
     root = default_root(args.dataset, args.data_path)
     download = args.download or args.dataset != "fashionmnist"  # the original downloads CIFAR when it is missing
     images, labels, coarse = load_arrays(args.dataset, root, True, download)
     k = NUM_CLASSES[args.dataset]
-    meta_idx, train_idx, noisy = make_noisy_split(
-        labels, k, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
-    )
-    if len(train_idx) == 0:
-        raise UserError(
-            f"--num_meta {args.num_meta} leaves no training images (the set has {len(labels)}); pass a smaller --num_meta"
+    human, source = None, None
+    if args.corruption_type == "human":
+        human, source = human_labels(args, labels)
+        # The synthetic protocol's split without its noise: the same meta set for the seed, taken class-balanced by
+        # the clean labels; the training images then keep their human labels.
+        meta_idx, train_idx, _ = make_noisy_split(labels, k, args.num_meta, "unif", 0.0, args.seed, coarse)
+        noisy = human[train_idx]
+    else:
+        meta_idx, train_idx, noisy = make_noisy_split(
+            labels, k, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
         )
-    if args.batch_size > len(train_idx):
-        raise UserError(
-            f"--batch_size {args.batch_size} is larger than the training set ({len(train_idx)} images); pass a smaller one"
-        )
-    if args.method != "erm" and len(meta_idx) == 0:
-        raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
+    check_sizes(args, len(train_idx), len(meta_idx), k)
     mean, std = MEAN_STD[args.dataset]
     common = dict(device=device, mean=mean, std=std, channels_last=True, augment=args.augment)
     train = DeviceLoader(images[train_idx], noisy, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
@@ -142,9 +210,21 @@ def build_data(args, device, seeds):
         )
     is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
     test = test_arrays(args)
-    digest = fingerprint(images, labels, *test)  # the split follows from these and the flags
+    digest = fingerprint(images, labels, *test, *([] if human is None else [human]))  # with the flags: the split
     test_loader = load_test(args, device, test)
-    return Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
+    data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
+    data.noise_source = source
+    return data
+
+
+def human_labels(args, labels):
+    """-ctype human: the variant's labels from the CIFAR-N file (fetched with --download when missing), and what
+    config.json records of the file: its path, SHA-256 and the variant."""
+    path = cifar_n.noise_file(args.dataset, args.data_path, args.noise_file)
+    if args.download and not os.path.isfile(path):
+        cifar_n.download(args.dataset, path)
+    human, sha256 = cifar_n.read_human_labels(path, args.dataset, args.human_labels, labels)
+    return human, {"file": os.path.abspath(path), "sha256": sha256, "variant": args.human_labels}
 
 
 @dataclass
@@ -155,6 +235,7 @@ class Learner:
     vnet: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
     vnet_optimizer: torch.optim.Optimizer | None
+    source: dict | None = None  # the pretrained weights the model started from (--pretrained), for config.json
 
 
 def build_learner(args, num_classes, device, seed):

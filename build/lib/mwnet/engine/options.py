@@ -10,8 +10,10 @@ import math
 import re
 
 from mwnet.data.catalog import DATASETS, NUM_CLASSES
+from mwnet.data.cifar_n import HUMAN_LABELS, VARIANTS
 from mwnet.data.noise import CORRUPTION_TYPES
 from mwnet.errors import UserError
+from mwnet.models import ARCHS
 
 PRESETS = {
     "MW-Net.py": {
@@ -43,7 +45,24 @@ PRESETS = {
         "eval_every": 100,
     },
 }
-DERIVED = ("script", "arch", "unit", "sampling")  # set from the preset, not flags
+DERIVED = ("script", "unit", "sampling")  # set from the preset, not flags
+# --dataset clothing1m: the defaults of its protocol (README, "Clothing1M"; the assumed ones are marked there),
+# for the flags not given. The iteration-counted script takes the same length in iterations of batch 32
+# (an epoch of the 1,037,497 noisy training images is about 32,400 of them).
+DATASET_PRESETS = {
+    "clothing1m": {
+        "arch": "resnet50",
+        "pretrained": "imagenet",
+        "batch_size": 32,
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-3,
+        "num_meta": 7000,
+        "epoch": {"epochs": 10, "milestones": [5], "eval_every": 1},
+        "iter": {"iters": 324000, "milestones": [162000], "eval_every": 32400},
+    }
+}
 # --precision: (TF32 allowed for float32 convolutions and matmuls on CUDA, bf16 autocast)
 PRECISIONS = {"fp32": (False, False), "tf32": (True, False), "bf16": (False, True)}
 
@@ -107,7 +126,13 @@ def _original_flags(p, preset):
     o = p.add_argument_group("flags of the original script")
     o.add_argument("--dataset", default="cifar10", choices=DATASETS, help="dataset")
     o.add_argument("--corruption_prob", type=finite_float, default=0.4, help="label noise probability p in [0, 1]")
-    o.add_argument("--corruption_type", "-ctype", default="unif", choices=CORRUPTION_TYPES, help="type of label noise")
+    o.add_argument(
+        "--corruption_type",
+        "-ctype",
+        default="unif",
+        choices=(*CORRUPTION_TYPES, "human"),
+        help="type of label noise; human: CIFAR-10N/100N's real human labels (--human_labels)",
+    )
     o.add_argument("--num_meta", type=int, default=1000, help="clean meta images taken out of the training set")
     unused = " (kept for compatibility; this script counts --{})"
     o.add_argument(
@@ -188,6 +213,42 @@ def build_parser(script):
         help="download a missing dataset through torchvision (CIFAR is downloaded when missing anyway, as the original did)",
     )
     n.add_argument("--out", default=None, help="run directory (default: runs/<name>)")
+    n.add_argument(
+        "--arch",
+        default=preset["arch"],
+        choices=ARCHS,
+        help="classifier: resnet32, wrn (--layers, --widen-factor, --droprate), resnet34 (the CIFAR kind)",
+    )
+    n.add_argument(
+        "--pretrained",
+        nargs="?",
+        const="imagenet",
+        default=None,
+        help="ResNet-50: start from torchvision's ImageNet weights (no value), or from a state dict FILE",
+    )
+    n.add_argument(
+        "--image_size",
+        type=int,
+        default=224,
+        help="Clothing1M: the side of the random (training) or centre (test) crop, after the shorter side is resized to 256/224 of it",
+    )
+    n.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Clothing1M: loader processes per stream, training and meta each (default: the CPU count less one, at most 8)",
+    )
+    n.add_argument(
+        "--human_labels",
+        default=None,
+        choices=HUMAN_LABELS,
+        help="with -ctype human: the CIFAR-10N variant (aggre, worse, random1, random2, random3) or CIFAR-100N's noisy (its default)",
+    )
+    n.add_argument(
+        "--noise_file",
+        default=None,
+        help="with -ctype human: the CIFAR-N label file (default: CIFAR-10_human.pt or CIFAR-100_human.pt under --data_path)",
+    )
     n.add_argument(
         "--method",
         default="mwnet",
@@ -284,8 +345,30 @@ def build_parser(script):
 
 def parse_args(script, argv):
     args = build_parser(script).parse_args(argv)
+    if args.dataset in DATASET_PRESETS:
+        given = given_flags(script, argv)
+        if {"corruption_prob", "corruption_type", "imb_factor"} & set(given):
+            raise UserError(
+                f"--dataset {args.dataset} brings its own label noise; leave --corruption_prob, --corruption_type and --imb_factor out"
+            )
+        preset = {**DATASET_PRESETS[args.dataset]}
+        preset.update(preset.pop(PRESETS[script]["unit"]))
+        preset.pop("epoch" if PRESETS[script]["unit"] == "iter" else "iter")
+        for k, v in preset.items():
+            if k not in given:
+                setattr(args, k, v)
+        if args.arch != "resnet50" and "pretrained" not in given:  # ImageNet weights are ResNet-50's
+            args.pretrained = None
+        args.corruption_prob = 0.0  # recorded as no synthetic noise
+    if args.corruption_type == "human":
+        if "corruption_prob" in given_flags(script, argv):
+            raise UserError(
+                "--corruption_prob does not apply to -ctype human (the labels are the annotators'); leave it out"
+            )
+        args.corruption_prob = 0.0  # recorded as no synthetic noise
+        if args.human_labels is None and args.dataset == "cifar100":
+            args.human_labels = "noisy"
     args.script = script
-    args.arch = PRESETS[script]["arch"]
     args.unit = PRESETS[script]["unit"]
     args.sampling = PRESETS[script]["sampling"]
     check_args(args)
@@ -356,6 +439,19 @@ def check_args(args):
         raise UserError(f"--corruption_prob must lie in [0, 1], got {args.corruption_prob}")
     # What the split would refuse, checked here too, so that it is said before any data is read or downloaded.
     k = NUM_CLASSES[args.dataset]
+    if args.corruption_type == "human":
+        if args.dataset not in VARIANTS:
+            raise UserError(
+                f"-ctype human needs CIFAR-10 or CIFAR-100 (CIFAR-10N, CIFAR-100N), not --dataset {args.dataset}"
+            )
+        if args.human_labels not in VARIANTS[args.dataset]:
+            raise UserError(
+                f"-ctype human on {args.dataset}: pass --human_labels, one of {', '.join(VARIANTS[args.dataset])}"
+            )
+        if args.imb_factor is not None:
+            raise UserError("-ctype human takes the whole training set; leave --imb_factor out")
+    elif args.human_labels or args.noise_file:
+        raise UserError("--human_labels and --noise_file go with -ctype human; leave them out or pass -ctype human")
     if args.corruption_type == "hierarchical" and args.dataset != "cifar100":
         raise UserError(
             "hierarchical noise needs CIFAR-100's coarse classes: use --dataset cifar100 or another --corruption_type"
@@ -376,6 +472,12 @@ def check_args(args):
         raise UserError(
             f"--layers must be 6n + 4 for a WideResNet (10, 16, 22, 28, ...) and --widen-factor positive, got {args.layers} and {args.widen_factor}"
         )
+    if args.pretrained and args.arch != "resnet50":
+        raise UserError(f"--pretrained is for --arch resnet50 (ImageNet weights), not {args.arch}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must not be negative, got {args.workers}")
+    if not 16 <= args.image_size <= 1024:
+        raise UserError(f"--image_size must lie in [16, 1024], got {args.image_size}")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate exclude each other: --evaluate only reads a checkpoint")
     if args.tensorboard:

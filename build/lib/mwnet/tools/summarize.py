@@ -23,6 +23,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from mwnet.data.cifar_n import HUMAN_LABELS
 from mwnet.errors import UserError
 from mwnet.runs.run_files import config_differences, config_key, read_run, write_text_atomic
 
@@ -120,6 +121,26 @@ TABLES = {
             ),
         },
     },
+    "cifar_n_resnet34": {
+        "title": "CIFAR-N (human label noise), ResNet-34 (no paper figures)",
+        "levels": {"cifar10": ["aggre", "random1", "worse"], "cifar100": ["noisy"]},
+        "rows": ("mwnet", "l2rw", "erm"),
+        "cell": lambda name: ("", name) if name in HUMAN_LABELS else None,
+        "expected": lambda c: c.get("human_labels") if c.get("corruption_type") == "human" else None,
+        # The authors' cross-entropy figures go here, with their source, once read from their paper or repository
+        # (README, "CIFAR-N"); none is printed that was not checked.
+        "paper": {},
+    },
+    "clothing1m_resnet50": {
+        "title": "Clothing1M, ResNet-50 (the reported figure: the last epoch's accuracy)",
+        "levels": ["noisy"],
+        "rows": ("mwnet", "l2rw", "erm"),
+        "reported": "last",  # the paper's appendix: test accuracy at the last epoch
+        "cell": lambda name: ("", name) if name == "noisy" else None,
+        "expected": lambda c: "noisy" if c.get("dataset") == "clothing1m" else None,
+        # the paper's Clothing1M table: MW-Net and its cross-entropy row
+        "paper": {"clothing1m": _paper({"mwnet": "73.72", "erm": "68.94"})},
+    },
     "fashionmnist_resnet32": {
         "title": "Fashion-MNIST, ResNet-32 (no paper figures)",
         "levels": ["unif_p0.4", "unif_p0.6", "flip2_p0.2", "flip2_p0.4"],
@@ -128,6 +149,16 @@ TABLES = {
         "paper": {},
     },
 }
+
+
+def levels_of(spec, dataset):
+    """A table's settings for a dataset, in the paper's order (one list for all, or one per dataset)."""
+    levels = spec["levels"]
+    return list(levels.get(dataset, []) if isinstance(levels, dict) else levels)
+
+
+def rows_of(spec):
+    return [(row, name) for row, name in ROWS if row in spec.get("rows", dict(ROWS))]
 
 
 def mean_std(values):
@@ -191,7 +222,7 @@ def table_runs(runs, table, dataset):
     for path in sorted(glob.glob(os.path.join(runs, table, dataset, "*", "*", "seed*"))):
         setting_dir, row = path.split(os.sep)[-3:-1]
         cell = spec["cell"](setting_dir)
-        placed = cell is not None and row in dict(ROWS)
+        placed = cell is not None and row in dict(rows_of(spec))
         try:
             run = read_run(path)
             reason = why_left_out(run, table, dataset, setting_dir, row) if placed else why_unfinished(run)
@@ -236,8 +267,9 @@ def weight_stats(group):
 def make_cell(table, dataset, variant, level, row, label, runs):
     spec = TABLES[table]
     paper = None
-    if level in spec["levels"]:  # a setting the paper has; others (found under --runs) stand without
-        paper = spec["paper"].get(dataset, {}).get(row, [None] * len(spec["levels"]))[spec["levels"].index(level)]
+    levels = levels_of(spec, dataset)
+    if level in levels:  # a setting the paper has; others (found under --runs) stand without
+        paper = spec["paper"].get(dataset, {}).get(row, [None] * len(levels))[levels.index(level)]
     paper = paper or spec.get("remarks", {}).get((dataset, row, level))
     groups = collections.defaultdict(list)
     for r in runs:
@@ -252,7 +284,8 @@ def make_cell(table, dataset, variant, level, row, label, runs):
     cell = dict(table=table, dataset=dataset, variant=variant, setting=level, row=row, label=label, n=len(group))
     cell.update(best_mean=best_mean, best_std=best_std, last_mean=last_mean, last_std=last_std)
     cell.update(paper=paper[0] if paper else None, paper_std=paper[1] if paper else None)
-    cell["diff"] = best_mean - paper[0] if paper and best_mean is not None else None
+    reported = last_mean if spec.get("reported") == "last" else best_mean  # what the paper's figure is of
+    cell["diff"] = reported - paper[0] if paper and reported is not None else None
     cell.update(weight_stats(group), conflict=conflict)
     return cell
 
@@ -264,10 +297,10 @@ def cells(runs, table, dataset):
     runs_of = table_runs(runs, table, dataset)
     found = runs_of.found
     variants = sorted({v for v, _, _ in found}) or [""]
-    extra = sorted({lv for _, lv, _ in found} - set(spec["levels"]), key=level_order)
-    levels = spec["levels"] + extra
+    extra = sorted({lv for _, lv, _ in found} - set(levels_of(spec, dataset)), key=level_order)
+    levels = levels_of(spec, dataset) + extra
     out = []
-    for row, name in ROWS:
+    for row, name in rows_of(spec):
         for variant in variants:
             label = f"{name} ({variant})" if len(variants) > 1 else name
             for level in levels:
