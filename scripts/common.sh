@@ -6,6 +6,8 @@
 #   SEEDS="1 2 3 4 5"
 #   DATASETS="cifar10 cifar100"
 #   GPUS=0,1,...     GPU ids to run on, one run per GPU at a time (default: every visible GPU, else cpu)
+#   GPUS_PER_RUN=N   one run on N GPUs through torchrun (local slots, or SLURM's --gres), NODES_PER_RUN=M on M
+#                    nodes with SLURM
 #   SLURM=FILE       write a SLURM job-array script to FILE instead of running; JOB_TIME, JOB_MEM, JOB_CPUS,
 #                    JOB_PARTITION, JOB_ACCOUNT, JOB_MAX_PARALLEL set its resources (scripts/runner.py --help)
 #   PRINT=1          only print the commands

@@ -168,5 +168,5 @@ def test_off_a_terminal_a_progress_line_comes_at_least_every_minute(capsys, cifa
     assert all(re.search(r"  loss \d\.\d{4}  meta \d\.\d{4}  .*  eta \d+:\d\d:\d\d$", line) for line in progress)
     assert progress == lines_of((tmp_path / "run" / "train.log").read_text(), "train it ")
     monkeypatch.setattr(Reporter, "PROGRESS_SECONDS", 60)  # the default: a run of seconds prints none
-    result = run_main(capsys, MW, "--out", str(tmp_path / "quick"), "--data_path", root, *SHORT)
+    result = run_main(capsys, MW, "--out", str(tmp_path / "quick"), "--data_path", root, *FAST, "--dry_run")
     assert not lines_of(result.stdout, "train it ")

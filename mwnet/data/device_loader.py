@@ -43,6 +43,7 @@ class DeviceLoader:
         self.generator.manual_seed(seed)
         self._arange = torch.arange(SIZE, device=self.device)
         self._perm, self._pos = None, 0
+        self.part = (0, 1)  # (rank, processes): a process of a torchrun run makes its slice of each batch
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self):
@@ -59,7 +60,19 @@ class DeviceLoader:
                 self._perm, self._pos = torch.randperm(n, generator=self.generator, device=self.device), 0
             idx = self._perm[self._pos : self._pos + self.batch_size]
             self._pos += self.batch_size
-        return self.make_batch(idx), self.labels[idx], idx
+        rank, size = self.part
+        if size == 1:
+            return self.make_batch(idx), self.labels[idx], idx
+        # One of several processes (torchrun): the whole batch's crops and flips are drawn, so that the generator
+        # moves as in one process, and this process makes its slice of the batch.
+        b = len(idx)
+        mine = slice(rank * b // size, (rank + 1) * b // size)
+        offsets = flips = None
+        if self.augment:
+            offsets = torch.randint(0, 2 * PAD + 1, (b, 2), generator=self.generator, device=self.device)[mine]
+            flips = (torch.rand(b, generator=self.generator, device=self.device) < 0.5)[mine]
+        idx = idx[mine]
+        return self.make_batch(idx, offsets, flips), self.labels[idx], idx
 
     def make_batch(self, idx, offsets=None, flips=None):
         """Augmented, normalised images of `idx`; offsets (B x 2, in 0..8) and flips drawn if not given."""
@@ -81,10 +94,14 @@ class DeviceLoader:
     def _normalise(self, x):
         return x.float().div_(255).sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
 
-    def in_order(self, batch_size=None):
-        """Every image once, in order, unaugmented unless the loader augments: for evaluation."""
+    def in_order(self, batch_size=None, part=(0, 1)):
+        """Every image once, in order, unaugmented unless the loader augments: for evaluation. part (rank, size):
+        every size-th batch from the rank-th, this process's share of an evaluation split over processes."""
         step = batch_size or self.batch_size
-        for start in range(0, len(self.labels), step):
+        rank, size = part
+        for number, start in enumerate(range(0, len(self.labels), step)):
+            if number % size != rank:
+                continue
             idx = torch.arange(start, min(start + step, len(self.labels)), device=self.device)
             yield self.make_batch(idx), self.labels[idx], idx
 

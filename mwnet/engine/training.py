@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mwnet.data.catalog import NUM_CLASSES
+from mwnet.engine import distributed
 from mwnet.engine.components import (
     autocast,
     build_data,
@@ -29,6 +30,7 @@ from mwnet.engine.components import (
     pick_device,
     set_numerics,
 )
+from mwnet.engine.distributed import World
 from mwnet.engine.loop_state import Progress, Tally, checkpoint_state, restore
 from mwnet.engine.options import args_from_stored, given_flags, parse_args
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
@@ -38,8 +40,10 @@ from mwnet.runs.reporting import Reporter, TensorBoard, banner, evaluation_line,
 from mwnet.runs.run_files import (
     CHECKPOINT,
     CONFIG,
+    FREE_FLAGS,
     LOG,
     TENSORBOARD,
+    ReadOnlyRunDir,
     RunDir,
     config_differences,
     default_run_name,
@@ -130,15 +134,18 @@ def checkpoint_due(plan, done, seconds_since, every_minutes):
 
 
 @torch.no_grad()
-def evaluate(model, test):
-    """Test loss (the true per-sample mean) and accuracy in %, in eval mode."""
+def evaluate(model, test, world=None):
+    """Test loss (the true per-sample mean) and accuracy in %, in eval mode; shared out over the processes."""
+    world = world or World()
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=test.device)
     correct = torch.zeros((), dtype=torch.long, device=test.device)
-    for x, y, _ in test.in_order():
+    for x, y, _ in test.in_order(part=(world.rank, world.size)):
         logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
+    world.sum_(loss_sum)
+    world.sum_(correct)
     model.train()
     n = len(test.labels)
     return loss_sum.item() / n, 100.0 * correct.item() / n
@@ -152,13 +159,13 @@ def vnet_curve(vnet, device):
     return [round(v, 6) for v in vnet(grid).squeeze(1).tolist()]
 
 
-def one_step(args, learner, data, x, y, lr):
+def one_step(args, learner, data, x, y, lr, reduce=None):
     m = learner
     if args.method == "erm":
-        return erm_step(m.model, m.optimizer, x, y)
+        return erm_step(m.model, m.optimizer, x, y, reduce=reduce)
     mx, my, _ = data.meta.next_batch()
     if args.method == "l2rw":
-        return l2rw_step(m.model, m.optimizer, x, y, mx, my, lr, meta_grad=args.meta_grad)
+        return l2rw_step(m.model, m.optimizer, x, y, mx, my, lr, meta_grad=args.meta_grad, reduce=reduce)
     return mwnet_step(
         m.model,
         m.vnet,
@@ -172,6 +179,7 @@ def one_step(args, learner, data, x, y, lr):
         normalize=args.normalize_weights,
         meta_grad=args.meta_grad,
         detach_vnet_input=args.detach_vnet_input,
+        reduce=reduce,
     )
 
 
@@ -216,6 +224,7 @@ class Session:
     progress: Progress
     tally: Tally
     report: Reporter
+    world: World
     checkpointed_at: int | None = None  # the iteration of the last checkpoint written or resumed from
     checkpoint_time: float = 0.0  # when (time.perf_counter) it was written, or the session started
     tb: TensorBoard | None = None
@@ -232,7 +241,10 @@ def train(s, signals):
     device = data.test.device
     window = progress.records[-1]["iteration"] if progress.records else 0
     mark = time.perf_counter()
+    world = s.world
     for step in range(progress.step, plan.total):
+        if world.size > 1:  # every process stops at the same iteration
+            signals.received = world.agree(signals.received or 0) or None
         if signals.received is not None:
             break
         lr, real_lr = plan.lr_at(step), plan.real_lr_at(step)
@@ -240,7 +252,8 @@ def train(s, signals):
             group["lr"] = real_lr
         x, y, idx = data.train.next_batch()
         with autocast(args.precision, device):
-            out = one_step(args, learner, data, x, y, lr)
+            out = one_step(args, learner, data, x, y, lr, world.reduce)
+        out, idx = world.gather_batch(out, idx)  # every process records the whole batch
         s.tally.add(out, data.is_noisy[idx], data.is_clean[idx])
         progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
         progress.step = step + 1
@@ -253,8 +266,9 @@ def train(s, signals):
             continue
         sync(device)
         progress.train_seconds += time.perf_counter() - mark
+        world.share_buffers(learner.model)
         with autocast(args.precision, device):
-            test_loss, test_acc = evaluate(learner.model, data.test)
+            test_loss, test_acc = evaluate(learner.model, data.test, world)
         summary, finite = s.tally.read()
         progress.elapsed += time.perf_counter() - mark
         if not (finite and math.isfinite(test_loss)):
@@ -268,6 +282,7 @@ def train(s, signals):
     now = time.perf_counter()
     progress.train_seconds += now - mark
     progress.elapsed += now - mark
+    world.share_buffers(learner.model)
     if progress.step != s.checkpointed_at:
         s.checkpoint()
     return "stopped", signals.received
@@ -335,6 +350,14 @@ def start(args, config, run_dir, data, learner, device, seeds):
         raise UserError(
             f"{run_dir.file(CHECKPOINT)} was made on {state['device_type']}; resume it with --device {state['device_type']}"
         )
+    ran_with, now = state["config"].get("world_size", 1), config["world_size"]
+    if ran_with != now:  # another split of each batch, another BatchNorm: not an exact continuation
+        how = (
+            "in one process (without torchrun)"
+            if ran_with == 1
+            else f"with torchrun --nproc_per_node {ran_with} (on one machine)"
+        )
+        raise UserError(f"{run_dir.path} ran in {ran_with} processes, not {now}; resume it {how}")
     diffs = config_differences(state["config"], config)
     if diffs:
         raise UserError(
@@ -354,40 +377,92 @@ def start(args, config, run_dir, data, learner, device, seeds):
 
 
 def run(args):
-    device = pick_device(args.device)
-    set_numerics(args.precision, args.deterministic)
-    run_dir = RunDir(args.out)
-    run_dir.check_usable()
-    seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(3)]  # model, train batches, meta batches
-    data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
-    plan = make_plan(args, len(data.train), len(data.train_idx))
-    learner = build_learner(args, data.num_classes, device, seeds[0])
-    if args.pretrained and not (args.resume and run_dir.status() == "stopped"):  # a fresh start: its weights
-        from mwnet.models.imagenet import load_pretrained
+    """One run: of this process alone, or (torchrun) of every process of it, process 0 writing and speaking."""
+    world = distributed.start(args.device)
+    try:
+        return run_in(world, args)
+    except UserError:
+        if world.writer:
+            raise
+        return EXIT_USER  # process 0 says it
+    finally:
+        world.close()
 
-        learner.source = load_pretrained(learner.model, args.pretrained)
-    config = dict(vars(args))
+
+def prepare(world, args, run_dir):
+    """Everything before the lock, on every process; any process's failure stops them all, with one line."""
+    error = parts = None
+    try:
+        if world.size > 1 and not args.detach_vnet_input:
+            raise UserError("--no-detach_vnet_input runs in one process only; start it without torchrun")
+        device = pick_device(args.device, world.local_rank)
+        set_numerics(args.precision, args.deterministic)
+        run_dir.check_usable()
+        seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(3)]  # model, train, meta batches
+        data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
+        for loader in (data.train, data.meta):
+            if loader is not None:
+                loader.part = (world.rank, world.size)  # the same global batch, this process's slice of it
+        plan = make_plan(args, len(data.train), len(data.train_idx))
+        learner = build_learner(args, data.num_classes, device, seeds[0])
+        if args.pretrained and not (args.resume and run_dir.status() == "stopped"):  # a fresh start: its weights
+            from mwnet.models.imagenet import load_pretrained
+
+            learner.source = load_pretrained(learner.model, args.pretrained)
+        parts = device, seeds, data, plan, learner
+    except UserError as e:
+        error = str(e)
+    world.settle(error)
+    world.check_same("flags", distributed.flags_digest(vars(args), FREE_FLAGS))
+    world.check_same("code", distributed.code_digest() if world.size > 1 else None)
+    world.check_same("data", parts[2].fingerprint)
+    return parts
+
+
+def run_in(world, args):
+    run_dir = RunDir(args.out) if world.writer else ReadOnlyRunDir(args.out)
+    device, seeds, data, plan, learner = prepare(world, args, run_dir)
+    config = {**vars(args), "world_size": world.size}
     with run_dir.owned():
-        started = start(args, config, run_dir, data, learner, device, seeds)
+        started = error = None
+        try:
+            started = start(args, config, run_dir, data, learner, device, seeds)
+        except UserError as e:
+            error = str(e)
+        world.settle(error)
         if started is None:
             return EXIT_OK
         progress, tally, resumed_at = started
         run_dir.claim()
-        s = Session(args, plan, run_dir, config, data, learner, progress, tally, Reporter(run_dir.file(LOG)))
+        report = Reporter(run_dir.file(LOG) if world.writer else None)
+        s = Session(args, plan, run_dir, config, data, learner, progress, tally, report, world)
         s.checkpointed_at, s.checkpoint_time = resumed_at, time.perf_counter()
         try:
-            for line in banner(args, plan, data, device, run_dir.path, resumed_at):
+            for line in banner(args, plan, data, device, run_dir.path, resumed_at, world.size):
                 s.report.line(line)
-            s.tb = TensorBoard(run_dir.file(TENSORBOARD)) if args.tensorboard else None
+            s.tb = TensorBoard(run_dir.file(TENSORBOARD)) if args.tensorboard and world.writer else None
             s.report.start(plan.total, progress.step, f"{args.method} {args.dataset}")
             with StopSignals() as signals:
                 outcome, detail = train(s, signals)
             return finish(s, outcome, detail)
+        except RuntimeError as e:
+            if world.size == 1 or not distributed.lost(e):
+                raise
+            kept = (
+                f"the checkpoint of iteration {s.checkpointed_at} is kept"
+                if s.checkpointed_at
+                else "no checkpoint was written"
+            )
+            error = UserError(
+                f"another process of the run ended ({str(e).splitlines()[0][:100]}); {kept}: continue it with torchrun and --resume {run_dir.path}"
+            )
+            s.report.write_log(f"error: {error}\n")
+            raise error from None
         except (UserError, KeyboardInterrupt) as e:
-            s.report.log.write(f"error: {e or 'interrupted'}\n")
+            s.report.write_log(f"error: {e or 'interrupted'}\n")
             raise
         except Exception:
-            s.report.log.write(traceback.format_exc())
+            s.report.write_log(traceback.format_exc())
             raise
         finally:
             if s.tb is not None:

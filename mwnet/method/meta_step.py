@@ -49,12 +49,13 @@ def batch_stats_only(model):
             m.track_running_stats = True
 
 
-def weighted_loss(losses, weights, normalize=False):
-    """sum v_i l_i / n, or sum v_i l_i / sum v_j when normalised (unnormalised if that sum is 0)."""
+def weighted_loss(losses, weights, normalize=False, reduce=None):
+    """sum v_i l_i / n, or sum v_i l_i / sum v_j when normalised (unnormalised if that sum is 0). With a Reduce,
+    this process's part of it: its sum over the global n, or over the global sum of the weights."""
     total = (losses * weights).sum()
     if not normalize:
-        return total / losses.shape[0]
-    norm = weights.sum()
+        return total / (losses.shape[0] if reduce is None else reduce.count(losses.shape[0], losses.device))
+    norm = weights.sum() if reduce is None else reduce.sum(weights.sum())
     return total / torch.where(norm != 0, norm, torch.ones_like(norm))
 
 
@@ -76,12 +77,22 @@ def _losses(model, params, inputs, targets):
     return F.cross_entropy(functional_call(model, params, (inputs,)), targets, reduction="none")
 
 
-def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets):
-    """g = dL_meta/dw' at w' = w - lr * grads, with the meta loss (both detached)."""
-    virtual = {k: (p - lr * g).detach().requires_grad_() for (k, p), g in zip(params.items(), grads, strict=True)}
+def _meta_loss(model, params, meta_inputs, meta_targets, reduce=None):
+    """The mean cross-entropy on the meta batch (with a Reduce: this process's part of the global mean)."""
     with batch_stats_only(model):
-        meta_loss = F.cross_entropy(functional_call(model, virtual, (meta_inputs,)), meta_targets)
+        logits = functional_call(model, params, (meta_inputs,))
+    if reduce is None:
+        return F.cross_entropy(logits, meta_targets)
+    return F.cross_entropy(logits, meta_targets, reduction="sum") / reduce.count(len(meta_targets), logits.device)
+
+
+def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, reduce=None):
+    """g = dL_meta/dw' at w' = w - lr * grads, with the meta loss (both detached; summed over the processes)."""
+    virtual = {k: (p - lr * g).detach().requires_grad_() for (k, p), g in zip(params.items(), grads, strict=True)}
+    meta_loss = _meta_loss(model, virtual, meta_inputs, meta_targets, reduce)
     g = torch.autograd.grad(meta_loss, list(virtual.values()))
+    if reduce is not None:
+        g, meta_loss = reduce.sum_all(g), reduce.sum(meta_loss.detach())
     return dict(zip(virtual, g, strict=True)), meta_loss.detach()
 
 
@@ -96,10 +107,13 @@ def _jvp_losses(model, params, inputs, targets, direction):
         return fwAD.unpack_dual(_losses(model, duals, inputs, targets)).tangent
 
 
-def _real_step(optimizer, loss):
+def _real_step(optimizer, loss, reduce=None):
     """Step 3: one step of the real optimiser on the reweighted loss (weights held fixed)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if reduce is not None:  # the gradient of the global loss, and its value
+        reduce.sum_grads_(p for group in optimizer.param_groups for p in group["params"])
+        loss = reduce.sum(loss.detach())
     optimizer.step()
     return loss.detach()
 
@@ -117,26 +131,33 @@ def mwnet_step(
     normalize=False,
     meta_grad="jvp",
     detach_vnet_input=True,
+    reduce=None,
 ):
     """One Meta-Weight-Net iteration; model in training mode. Returns detached tensors:
     losses (per sample), weights (from the updated V), loss (the real step's), meta_loss.
-    detach_vnet_input=False: V fed the loss with its gradient in steps 1-2, as the class-imbalance code."""
+    detach_vnet_input=False: V fed the loss with its gradient in steps 1-2, as the class-imbalance code.
+    reduce: a reduce.Reduce when the batch is split over processes (losses and weights are then this
+    process's; the loss, the meta loss and every update are the global ones)."""
     if meta_grad not in META_GRADS:
         raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
+    if reduce is not None and not detach_vnet_input:
+        raise ValueError("detach_vnet_input=False is not split over processes")
     params = dict(model.named_parameters())
     if meta_grad == "jvp":
         losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also step 3's forward
         if detach_vnet_input:
             weights = sample_weights(vnet, losses)
-            virtual_loss = weighted_loss(losses, weights.detach(), normalize)
+            virtual_loss = weighted_loss(losses, weights.detach(), normalize, reduce)
         else:
             c = loss_coefficients(vnet, losses, normalize)
             virtual_loss = (losses * c.detach()).sum()  # its w-gradient is J^T c
         grads = torch.autograd.grad(virtual_loss, list(params.values()), retain_graph=True)
-        g, meta_loss = _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets)
+        if reduce is not None:
+            grads = reduce.sum_all(grads)
+        g, meta_loss = _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, reduce)
         u = _jvp_losses(model, params, inputs, targets, g)
         if detach_vnet_input:
-            surrogate = -lr * weighted_loss(u, weights, normalize)  # its Θ-gradient is dL_meta/dΘ
+            surrogate = -lr * weighted_loss(u, weights, normalize, reduce)  # its Θ-gradient is dL_meta/dΘ
         else:
             surrogate = -lr * (u * c).sum()
     else:
@@ -147,14 +168,17 @@ def mwnet_step(
         else:
             weights = vnet(virtual_losses.unsqueeze(1)).squeeze(1)
         grads = torch.autograd.grad(
-            weighted_loss(virtual_losses, weights, normalize), list(params.values()), create_graph=True
+            weighted_loss(virtual_losses, weights, normalize, reduce), list(params.values()), create_graph=True
         )
+        if reduce is not None:  # summed differentiably: the second-order path crosses the processes
+            grads = reduce.sum_all(grads, differentiable=True)
         virtual = {k: p - lr * gr for (k, p), gr in zip(params.items(), grads, strict=True)}
-        with batch_stats_only(model):
-            surrogate = F.cross_entropy(functional_call(model, virtual, (meta_inputs,)), meta_targets)
-        meta_loss = surrogate.detach()
+        surrogate = _meta_loss(model, virtual, meta_inputs, meta_targets, reduce)
+        meta_loss = surrogate.detach() if reduce is None else reduce.sum(surrogate.detach())
     vnet_optimizer.zero_grad(set_to_none=True)
     vnet_grads = torch.autograd.grad(surrogate, list(vnet.parameters()))
+    if reduce is not None:
+        vnet_grads = reduce.sum_all(vnet_grads)
     for p, grad in zip(vnet.parameters(), vnet_grads, strict=True):
         p.grad = grad
     vnet_optimizer.step()
@@ -165,18 +189,18 @@ def mwnet_step(
         losses = F.cross_entropy(model(inputs), targets, reduction="none")
     with torch.no_grad():
         new_weights = sample_weights(vnet, losses)
-    loss = _real_step(optimizer, weighted_loss(losses, new_weights, normalize))
+    loss = _real_step(optimizer, weighted_loss(losses, new_weights, normalize, reduce), reduce)
     return {"losses": losses.detach(), "weights": new_weights, "loss": loss, "meta_loss": meta_loss}
 
 
-def l2rw_weights_from_grad(grad_eps):
-    """Ren et al. 2018: w = max(0, -dL_meta/dε), normalised by its sum (zero if the sum is 0)."""
+def l2rw_weights_from_grad(grad_eps, reduce=None):
+    """Ren et al. 2018: w = max(0, -dL_meta/dε), normalised by its sum (zero if the sum is 0), the global one."""
     w = torch.clamp(-grad_eps, min=0)
-    norm = w.sum()
+    norm = w.sum() if reduce is None else reduce.sum(w.sum())
     return w / torch.where(norm != 0, norm, torch.ones_like(norm))
 
 
-def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, meta_grad="jvp"):
+def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, meta_grad="jvp", reduce=None):
     """One learning-to-reweight iteration (the paper's strongest reweighting baseline).
 
     Weights come from the meta-gradient at ε = 0 of L = sum ε_i l_i; since w' = w there,
@@ -188,27 +212,29 @@ def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, 
     if meta_grad == "jvp":
         losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also the real step's forward
         zeros = [torch.zeros_like(p) for p in params.values()]
-        g, meta_loss = _meta_grad_wrt_virtual(model, params, zeros, lr, meta_inputs, meta_targets)
+        g, meta_loss = _meta_grad_wrt_virtual(model, params, zeros, lr, meta_inputs, meta_targets, reduce)
         grad_eps = -lr * _jvp_losses(model, params, inputs, targets, g)
     else:
         with batch_stats_only(model):
             virtual_losses = _losses(model, params, inputs, targets)
         eps = torch.zeros_like(virtual_losses, requires_grad=True)
         grads = torch.autograd.grad((eps * virtual_losses).sum(), list(params.values()), create_graph=True)
+        if reduce is not None:
+            grads = reduce.sum_all(grads, differentiable=True)
         virtual = {k: p - lr * gr for (k, p), gr in zip(params.items(), grads, strict=True)}
-        with batch_stats_only(model):
-            meta = F.cross_entropy(functional_call(model, virtual, (meta_inputs,)), meta_targets)
+        meta = _meta_loss(model, virtual, meta_inputs, meta_targets, reduce)
         grad_eps = torch.autograd.grad(meta, eps)[0]
-        meta_loss = meta.detach()
+        meta_loss = meta.detach() if reduce is None else reduce.sum(meta.detach())
         losses = F.cross_entropy(model(inputs), targets, reduction="none")
-    weights = l2rw_weights_from_grad(grad_eps.detach())
-    loss = _real_step(optimizer, (losses * weights).sum())  # the weights sum to 1 (or are all 0)
+    weights = l2rw_weights_from_grad(grad_eps.detach(), reduce)
+    loss = _real_step(optimizer, (losses * weights).sum(), reduce)  # the weights sum to 1 (or are all 0)
     return {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": meta_loss}
 
 
-def erm_step(model, optimizer, inputs, targets):
+def erm_step(model, optimizer, inputs, targets, reduce=None):
     """Plain training with the same loop: every weight 1, mean loss."""
     losses = F.cross_entropy(model(inputs), targets, reduction="none")
     weights = torch.ones_like(losses)
-    loss = _real_step(optimizer, losses.mean())
+    mean = losses.mean() if reduce is None else losses.sum() / reduce.count(len(losses), losses.device)
+    loss = _real_step(optimizer, mean, reduce)
     return {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": torch.zeros_like(loss)}

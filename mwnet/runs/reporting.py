@@ -44,7 +44,7 @@ def setting(args, noise_rate):
     return ", ".join(parts) + f"; {100 * noise_rate:.1f}% of training labels wrong"
 
 
-def banner(args, plan, data, device, run_dir, resumed_at):
+def banner(args, plan, data, device, run_dir, resumed_at, processes=1):
     model = model_label(vars(args))
     threads = (
         f" ({torch.get_num_threads()} CPU threads)"
@@ -70,7 +70,8 @@ def banner(args, plan, data, device, run_dir, resumed_at):
     lines = [
         f"{args.script}: {args.method} ({'dry run, ' if args.dry_run else ''}{model}) on {args.dataset}, {setting(args, data.noise_rate)}",
         f"  run directory  {run_dir}",
-        f"  device         {device}{threads}, precision {args.precision}",
+        f"  device         {device}{threads}, precision {args.precision}"
+        + (f"; {processes} processes (torchrun), each a slice of every batch" if processes > 1 else ""),
         f"  data           {len(data.train_idx)} training, {len(data.meta_idx)} meta, {len(data.test.labels)} test images",
         f"  schedule       {schedule}; evaluation every {plan.eval_period} iterations",
     ]
@@ -107,13 +108,20 @@ class Reporter:
     PROGRESS_SECONDS = 60
 
     def __init__(self, log_path, terminal=None):
-        self.log = open(log_path, "a", buffering=1)
-        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        """log_path None: a process of a torchrun run other than 0, which shows nothing and writes nothing."""
+        self.log = None if log_path is None else open(log_path, "a", buffering=1)
+        self.terminal = (sys.stderr.isatty() if terminal is None else terminal) and self.log is not None
         self.bar = None
         self.last_line = time.perf_counter()
-        self.log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self.write_log(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+
+    def write_log(self, text):
+        if self.log is not None:
+            self.log.write(text)
 
     def line(self, text, error=False):
+        if self.log is None:
+            return
         stream = sys.stderr if error else sys.stdout
         if self.bar is not None:
             self.bar.write(text, file=stream)
@@ -124,7 +132,8 @@ class Reporter:
 
     def progress_due(self):
         """Off a terminal, whether a progress line is due: nothing printed for PROGRESS_SECONDS (no host sync)."""
-        return not self.terminal and time.perf_counter() - self.last_line >= self.PROGRESS_SECONDS
+        quiet = self.log is None or self.terminal
+        return not quiet and time.perf_counter() - self.last_line >= self.PROGRESS_SECONDS
 
     def start(self, total, initial, desc):
         """The bar, on a terminal. smoothing=0: its rate and ETA average over the whole session, evaluations included."""
@@ -149,7 +158,8 @@ class Reporter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
 
 class TensorBoard:

@@ -67,7 +67,8 @@ FREE_FLAGS = (
     "workers",
 )
 # What config.json records beside the flags.
-RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "environment")
+RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "world_size")
+RECORDED += ("environment",)
 CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
 CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
 BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
@@ -459,6 +460,27 @@ class RunDir:
                 writer.writerows(zip(grid, curve, strict=True))
 
         write_atomic(self.file(CURVE), write)
+
+
+class ReadOnlyRunDir(RunDir):
+    """The run directory as the processes other than 0 of a torchrun run see it: they read it (a checkpoint to
+    resume from), process 0 alone locks and writes it."""
+
+    @contextlib.contextmanager
+    def owned(self):
+        yield self
+
+    def claim(self):
+        pass
+
+    def check_usable(self):
+        pass
+
+    def _nothing(self, *args, **kwargs):
+        pass
+
+    prepare_fresh = remove_temporaries = save_checkpoint = save_best = append_metrics = rewrite_metrics = _nothing
+    write_config = write_results = save_split = save_weights = save_weighting_function = _nothing
 
 
 def load_state(path, keys, what, state=None):

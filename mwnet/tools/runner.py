@@ -82,6 +82,15 @@ def plan_task(command):
     return Task(command, words, args.out, "done")
 
 
+def group(slots, per_run):
+    """--gpus-per-run N: the slots taken N at a time, each group one run's (GPU ids joined by +, or cpu+cpu)."""
+    if per_run == 1:
+        return slots
+    if len(slots) < per_run:
+        raise UserError(f"--gpus-per-run {per_run} needs at least {per_run} slots in --gpus, got {len(slots)}")
+    return ["+".join(slots[i : i + per_run]) for i in range(0, len(slots) - per_run + 1, per_run)]
+
+
 def check_slots(text):
     """--gpus (GPUS=): each slot "cpu" or the id of a visible GPU. Anything else would hide every GPU from the
     run (CUDA_VISIBLE_DEVICES=abc) and let it train on the CPU without a word."""
@@ -115,11 +124,26 @@ def _collect(proc, tail):
         tail.append(line.rstrip("\n"))
 
 
+def with_torchrun(words, processes, nodes=1, endpoint=None):
+    """The command run by torchrun on `processes` processes a machine: python -m torch.distributed.run ... SCRIPT."""
+    at = next(i for i, w in enumerate(words) if os.path.basename(w) in PRESETS)
+    if words[at - 2 : at] == ["-m", "mwnet"]:  # python -m mwnet MW-Net.py: torchrun runs the module
+        at -= 2
+    where = ["--standalone"] if nodes == 1 else ["--nnodes", str(nodes), "--rdzv_backend", "c10d"]
+    if nodes > 1:
+        where += ["--rdzv_endpoint", endpoint, "--rdzv_id", os.environ.get("SLURM_JOB_ID", "mwnet")]
+    return [words[0], "-m", "torch.distributed.run", *where, "--nproc_per_node", str(processes), *words[at:]]
+
+
 def launch(task, slot):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="" if slot == "cpu" else slot)
+    """Start a run on its slot: "cpu", a GPU id, or several ids (one run on several GPUs, through torchrun)."""
+    gpus = [] if slot.startswith("cpu") else slot.split("+")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus))
+    processes = len(gpus) if gpus else slot.count("cpu")
+    words = with_torchrun(task.words, processes) if processes > 1 else task.words
     # Its own session: Ctrl-C reaches the runner only, which stops each run in order (a checkpoint first).
     proc = subprocess.Popen(
-        task.words,
+        words,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # the run's lines are in its train.log
@@ -156,7 +180,8 @@ def run_local(tasks, slots):
                 free.append(slot)
                 proc.wait()
                 code = proc.returncode
-                task.outcome = {0: "finished", 3: "diverged"}.get(code, "stopped" if code in STOPPED else "failed")
+                stopped = code in STOPPED or stop and run_files.status(task.run_dir) == "stopped"  # torchrun: exit 1
+                task.outcome = {0: "finished", 3: "diverged"}.get(code, "stopped" if stopped else "failed")
                 task.reason = f"exit {code}: {task.tail[-1] if task.tail else '(no output)'}" if code else ""
                 print(f"[{slot}] {task.outcome:<8} {task.run_dir}", flush=True)
     finally:
@@ -181,7 +206,9 @@ def summary(tasks):
 SLURM_TEMPLATE = """#!/usr/bin/env bash
 #SBATCH --job-name={name}
 #SBATCH --array=0-{last}%{max_parallel}
-#SBATCH --gres=gpu:1
+#SBATCH --gres=gpu:{gpus}
+#SBATCH --nodes={nodes}
+#SBATCH --ntasks-per-node=1
 #SBATCH --cpus-per-task={cpus}
 #SBATCH --mem={mem}
 #SBATCH --time={time}
@@ -192,13 +219,18 @@ SLURM_TEMPLATE = """#!/usr/bin/env bash
 # (scripts/runner.py --task i decides from the run directory: start, resume, skip or refuse, then runs it).
 # Each run logs to <run directory>/train.log, appended on every resume; {logs}/ holds SLURM's own output.
 # 300 s before the time limit SLURM sends USR1: the run writes a checkpoint at its current iteration and
-# exits with 138, and the task requeues itself to continue it. SIGTERM (preemption) also checkpoints first.
+# exits, and the task requeues itself to continue it. SIGTERM (preemption) also checkpoints first.
+# {gpus} GPUs on each of {nodes} nodes per run: srun starts the runner once a node, which starts torchrun there
+# (the rendezvous at the first node); a run of several processes is stopped with SIGTERM, which torchrun
+# passes on to them.
 # Prepare the data once before submitting (load_corrupted_data.py --download). Submit: sbatch {script}
 set -uo pipefail
 cd {cwd}
-PYTHONPATH={package_parent}${{PYTHONPATH:+:$PYTHONPATH}} {python} -m mwnet.tools.runner {commands} --task "$SLURM_ARRAY_TASK_ID" &
+export MWNET_RDZV="$(scontrol show hostnames "${{SLURM_JOB_NODELIST:-localhost}}" 2>/dev/null | head -n 1):29500"
+requeue=0
+{launcher}PYTHONPATH={package_parent}${{PYTHONPATH:+:$PYTHONPATH}} {python} -m mwnet.tools.runner {commands} --task "$SLURM_ARRAY_TASK_ID" --gpus-per-run {gpus} --nodes-per-run {nodes} &
 pid=$!
-trap 'kill -USR1 "$pid" 2>/dev/null' USR1
+trap 'requeue=1; kill -{stop} "$pid" 2>/dev/null' USR1
 trap 'kill -TERM "$pid" 2>/dev/null' TERM
 wait "$pid"
 rc=$?
@@ -206,7 +238,7 @@ while kill -0 "$pid" 2>/dev/null; do
   wait "$pid"
   rc=$?
 done
-if [ "$rc" -eq 138 ]; then
+if [ "$rc" -eq 138 ] || [ "$requeue" -eq 1 ]; then
   scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
 fi
 exit "$rc"
@@ -230,6 +262,10 @@ def write_slurm(tasks, path, opts):
         name=os.path.splitext(os.path.basename(path))[0],
         last=len(todo) - 1,
         max_parallel=opts.max_parallel,
+        gpus=opts.gpus_per_run,
+        nodes=opts.nodes_per_run,
+        launcher="srun " if opts.nodes_per_run > 1 else "",
+        stop="TERM" if opts.gpus_per_run * opts.nodes_per_run > 1 else "USR1",
         cpus=opts.cpus,
         mem=opts.mem,
         time=opts.time,
@@ -246,8 +282,9 @@ def write_slurm(tasks, path, opts):
     print(f"wrote {path}: a job array of {len(todo)} runs; submit with: sbatch {path}", flush=True)
 
 
-def run_task(commands, index):
-    """One array task: decide from the run directory, then become the training process (exec)."""
+def run_task(commands, index, processes=1, nodes=1):
+    """One array task: decide from the run directory, then become the training process (exec); torchrun's
+    when the run has several processes (on this node, and the others of the task)."""
     if not 0 <= index < len(commands):
         print(f"runner: no task {index} (the list has {len(commands)})", file=sys.stderr)
         return 2
@@ -257,7 +294,10 @@ def run_task(commands, index):
         return 0
     if task.action not in ("run", "resume"):
         return 2
-    os.execvp(task.words[0], task.words)
+    words = task.words
+    if processes * nodes > 1:
+        words = with_torchrun(words, processes, nodes, os.environ.get("MWNET_RDZV"))
+    os.execvp(words[0], words)
 
 
 def main(argv=None):
@@ -269,6 +309,18 @@ def main(argv=None):
     )
     p.add_argument("--slurm", default=None, help="write a SLURM job-array script here instead of running")
     p.add_argument("--task", type=int, default=None, help="run line TASK+1 of COMMANDS (what each array task does)")
+    p.add_argument(
+        "--gpus-per-run",
+        type=int,
+        default=int(env("GPUS_PER_RUN", "1")),
+        help="GPUs (or cpu slots) of one run, through torchrun (env GPUS_PER_RUN; default 1)",
+    )
+    p.add_argument(
+        "--nodes-per-run",
+        type=int,
+        default=int(env("NODES_PER_RUN", "1")),
+        help="SLURM: nodes of one run, each with --gpus-per-run GPUs (env NODES_PER_RUN; default 1)",
+    )
     p.add_argument(
         "--time", default=env("JOB_TIME", "12:00:00"), help="SLURM time limit per task (env JOB_TIME; default 12:00:00)"
     )
@@ -291,9 +343,13 @@ def main(argv=None):
         print(f"runner: cannot read {args.commands} ({e.strerror})", file=sys.stderr)
         return 2
     if args.task is not None:
-        return run_task(commands, args.task)
+        return run_task(commands, args.task, args.gpus_per_run, args.nodes_per_run)
     try:
-        slots = check_slots(args.gpus) if args.gpus is not None else visible_gpus()
+        if args.gpus_per_run < 1 or args.nodes_per_run < 1:
+            raise UserError("--gpus-per-run and --nodes-per-run must be at least 1")
+        slots = None
+        if not args.slurm:  # local slots, taken --gpus-per-run at a time
+            slots = group(check_slots(args.gpus) if args.gpus is not None else visible_gpus(), args.gpus_per_run)
         if args.slurm and not os.path.isdir(os.path.dirname(os.path.abspath(args.slurm))):
             raise UserError(f"--slurm {args.slurm}: its folder does not exist; create it or choose another path")
         tasks = [plan_task(c) for c in commands]

@@ -88,15 +88,18 @@ class Keys:
 
 
 class _Batches:
-    """The endless stream of batch keys from batch `start` on (a DataLoader's batch_sampler)."""
+    """The endless stream of batch keys from batch `start` on (a DataLoader's batch_sampler); with part
+    (rank, size), this process's slice of each batch."""
 
-    def __init__(self, keys, start):
-        self.keys, self.start = keys, start
+    def __init__(self, keys, start, part=(0, 1)):
+        self.keys, self.start, self.part = keys, start, part
 
     def __iter__(self):
         b = self.start
+        rank, size = self.part
         while True:
-            yield self.keys.batch(b)
+            keys = self.keys.batch(b)
+            yield keys[rank * len(keys) // size : (rank + 1) * len(keys) // size]
             b += 1
 
 
@@ -110,6 +113,7 @@ class StreamLoader:
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.consumed, self._batches = 0, None
+        self.part = (0, 1)  # (rank, processes): a process of a torchrun run loads its slice of each batch
 
     def __len__(self):
         """Batches in one pass over the images."""
@@ -136,16 +140,18 @@ class StreamLoader:
     def next_batch(self):
         """(images, labels, indices into the loader's images) of the next batch of the stream."""
         if self._batches is None:
-            self._batches = iter(self._loader(_Batches(self.keys, self.consumed)))
+            self._batches = iter(self._loader(_Batches(self.keys, self.consumed, self.part)))
         batch = self._on_device(next(self._batches))
         self.consumed += 1
         return batch
 
-    def in_order(self, batch_size=None):
-        """Every image once, in order, with the evaluation transform when the files have it: for evaluation."""
+    def in_order(self, batch_size=None, part=(0, 1)):
+        """Every image once, in order, with the evaluation transform when the files have it: for evaluation.
+        part (rank, size): every size-th batch from the rank-th, for an evaluation split over processes."""
         step = batch_size or self.batch_size
         n = len(self.files)
         batches = [[(i, 0) for i in range(start, min(start + step, n))] for start in range(0, n, step)]
+        batches = batches[part[0] :: part[1]]
         for batch in self._loader(batches):
             yield self._on_device(batch)
 

@@ -29,10 +29,14 @@ EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate s
 DRY_RUN_TEST_IMAGES = 200
 
 
-def pick_device(name):
+def pick_device(name, local_rank=None):
+    """--device; under torchrun (local_rank given) the GPU of this process on its machine."""
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda, but no CUDA device is visible; use --device cpu or --device auto")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+    cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    if cuda and local_rank:
+        return torch.device("cuda", local_rank)
+    return torch.device("cuda" if cuda else "cpu")
 
 
 def set_numerics(precision, deterministic):

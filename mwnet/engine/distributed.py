@@ -1,0 +1,157 @@
+"""One run on several processes, started by torchrun (one or several machines): who is who, what they agree on,
+and how a batch is shared (README, "Several GPUs").
+
+Without torchrun's environment (WORLD_SIZE unset or 1) a run is one process and nothing here is used. With it,
+every process draws the same global batch from the seeded loaders and takes its slice of it; the meta step sums
+each batch quantity over the processes (method/reduce.py), so that every process holds the same model,
+meta-weight-net and optimiser states; after each step the processes exchange their slices' losses and weights,
+so that the tallies, the per-sample records and a checkpoint are those of one process on the whole batch.
+BatchNorm normalises each slice by its own statistics, as DistributedDataParallel does by default; its running
+statistics are taken from process 0 before each evaluation and checkpoint. Process 0 alone writes the run
+directory. NCCL on CUDA, gloo on the CPU; a small gloo group carries the control messages (stopping, errors).
+"""
+
+import datetime
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mwnet.errors import UserError
+from mwnet.method.reduce import Reduce
+
+# A process that waits longer than this in a collective ends with an error rather than hanging for hours.
+TIMEOUT = datetime.timedelta(minutes=10)
+# What a collective raises when another process of the run died or stopped answering.
+ERRORS = (dist.DistError,) if hasattr(dist, "DistError") else (RuntimeError,)
+
+
+def lost(error):
+    """Whether an error raised in a collective means that another process of the run died or stopped answering
+    (gloo reports a peer's death as a plain RuntimeError)."""
+    words = ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe", "timed out")
+    return isinstance(error, ERRORS) or isinstance(error, RuntimeError) and any(w in str(error) for w in words)
+
+
+class Lost(UserError):
+    """Another process of the run ended: each process still alive says so, in one line."""
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    reduce: Reduce | None = None
+    control: object = None  # the gloo process group of the control messages
+
+    @property
+    def writer(self):
+        """Process 0 owns the run directory and speaks; the others write and print nothing."""
+        return self.rank == 0
+
+    def part(self, n):
+        """This process's slice of a batch of n."""
+        return slice(self.rank * n // self.size, (self.rank + 1) * n // self.size)
+
+    def agree(self, value):
+        """The largest of the processes' values (an int): e.g. a stop signal that reached any of them."""
+        if self.size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+        return int(t.item())
+
+    def gather(self, obj):
+        """Every process's `obj`, in rank order (small, picklable)."""
+        if self.size == 1:
+            return [obj]
+        out = [None] * self.size
+        dist.all_gather_object(out, obj, group=self.control)
+        return out
+
+    def check_same(self, what, value):
+        """One line on every process if the processes differ in `what` (flags, code, data)."""
+        values = self.gather(value)
+        odd = [r for r, v in enumerate(values) if v != values[0]]
+        if odd:
+            raise UserError(
+                f"process {odd[0]} of the run has other {what} than process 0; start every process with the same command, code and data"
+            )
+
+    def settle(self, error):
+        """After a phase every process must pass (the start): if any failed, all stop, process 0 saying why."""
+        errors = self.gather(error)
+        first = next(((r, e) for r, e in enumerate(errors) if e), None)
+        if first is not None:
+            rank, message = first
+            raise UserError(message if rank == self.rank else f"process {rank} of the run stopped: {message}")
+
+    def gather_batch(self, out, idx):
+        """The whole batch's indices, per-sample losses and weights, from every process's slice, in batch order."""
+        if self.size == 1:
+            return out, idx
+        sizes = [int(n) for n in self.gather(len(idx))]
+        width = max(sizes)
+        rows = torch.stack([idx.double(), out["losses"].double(), out["weights"].double()])
+        padded = torch.zeros(3, width, dtype=torch.float64, device=idx.device)
+        padded[:, : len(idx)] = rows
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded, group=None if idx.device.type != "cpu" else self.control)
+        whole = torch.cat([p[:, :n] for p, n in zip(parts, sizes, strict=True)], dim=1)
+        full = {**out, "losses": whole[1].to(out["losses"].dtype), "weights": whole[2].to(out["weights"].dtype)}
+        return full, whole[0].long()
+
+    def sum_(self, tensor):
+        """In place, the sum over the processes (evaluation's counts)."""
+        if self.size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def share_buffers(self, model):
+        """Process 0's BatchNorm running statistics to every process (as DistributedDataParallel's buffers)."""
+        if self.size > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
+    def close(self):
+        if self.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def code_digest():
+    """A digest of the package's source files: every process must run the same code."""
+    digest = hashlib.sha256()
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder, _, files in sorted(os.walk(package)):
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + f.read())
+    return digest.hexdigest()
+
+
+def start(device_name):
+    """The World of this process: one process, or torchrun's, its process group started (NCCL or gloo)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    try:
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        control = dist.new_group(backend="gloo", timeout=TIMEOUT) if cuda else None
+    except (RuntimeError, ValueError) as e:
+        raise UserError(
+            f"cannot join the other processes of the run ({str(e).splitlines()[0][:120]}); start it with torchrun"
+        ) from None
+    return World(rank, size, local_rank, Reduce(), control)
+
+
+def flags_digest(config, free):
+    """The flags that change the numbers, as text: every process must have the same."""
+    return json.dumps({k: v for k, v in config.items() if k not in free}, sort_keys=True, default=str)

@@ -1,0 +1,203 @@
+"""One run on several processes (torchrun, gloo on the CPU): the same iteration as one process on the whole batch,
+one writer, the same files, a killed process ending the run, and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import distributed_steps as steps
+import pytest
+import torch
+from conftest import CPU_ENV, MW, ROOT, metrics, write_fashion
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def torchrun(*args, timeout=600, **kwargs):
+    return subprocess.run(
+        [*TORCHRUN, *args], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("steps")
+    proc = torchrun(os.path.join(ROOT, "tests", "distributed_steps.py"), str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def flat(state):
+    """Every tensor of a state (model, meta-weight-net, both optimisers' buffers), as one vector."""
+    out = []
+    for value in state.values():
+        if torch.is_tensor(value):
+            out.append(value.double().flatten())
+        elif isinstance(value, dict):
+            out.append(flat(value))
+        elif isinstance(value, list | tuple):
+            out.append(flat(dict(enumerate(value))))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.double)
+
+
+@pytest.mark.parametrize("case", steps.CASES, ids=["-".join(str(c) for c in case) for case in steps.CASES])
+def test_two_processes_take_the_step_of_one_process_on_the_whole_batch(two_processes, case):
+    """A model without batch statistics, 5 iterations: parameters, meta-weight-net and both optimisers' states
+    of each process equal those of one process on the same global batches to 1e-6 relative."""
+    single = flat(steps.run(case))
+    for rank in (0, 1):
+        ours = flat(two_processes[rank][case])
+        assert ours.shape == single.shape
+        assert ((ours - single).norm() / single.norm()).item() < 1e-6, rank
+
+
+def test_with_batch_norm_every_process_holds_the_same_parameters(two_processes):
+    a, b = (two_processes[r]["batch_norm"] for r in (0, 1))
+    for key in ("model", "vnet"):
+        for name, value in a[key].items():
+            if "running" not in name and "num_batches" not in name:
+                assert torch.equal(value, b[key][name]), name
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fm")
+    write_fashion(str(root), per_class=60)
+    return str(root)
+
+
+def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(fashion, tmp_path):
+    flags = [
+        "--dataset",
+        "fashionmnist",
+        "--data_path",
+        fashion,
+        "--dry_run",
+        "--batch_size",
+        "16",
+        "--num_meta",
+        "100",
+    ]
+    two = torchrun(MW, *flags, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run(
+        [sys.executable, MW, *flags, "--out", str(tmp_path / "one")],
+        cwd=ROOT,
+        env=CPU_ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert one.returncode == 0, one.stderr
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+    log = (tmp_path / "two" / "train.log").read_text()
+    assert log.count("---- ") == 1 and log.count("finished: best") == 1 and two.stdout.count("finished: best") == 1
+    assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
+    config = json.load(open(tmp_path / "two" / "config.json"))
+    assert config["world_size"] == 2 and json.load(open(tmp_path / "one" / "config.json"))["world_size"] == 1
+    refused = subprocess.run(
+        [sys.executable, MW, "--resume", str(tmp_path / "two")], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True
+    )
+    assert refused.returncode == 0  # finished: nothing to continue, in any number of processes
+
+
+def worker_pid(parent, rank):
+    """The pid of the worker process of `rank` that torchrun started."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(pid)
+    return None
+
+
+def test_a_killed_process_ends_the_run_and_resume_continues_it(fashion, tmp_path):
+    flags = ["--dataset", "fashionmnist", "--data_path", fashion, "--batch_size", "16", "--num_meta", "100"]
+    flags += ["--epochs", "0.5", "--eval_every", "0.1", "--milestones", "--checkpoint_every", "0"]  # 16 its
+    whole = torchrun(MW, *flags, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*TORCHRUN, MW, *flags, "--out", str(run)],
+        cwd=ROOT,
+        env=CPU_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    pid = worker_pid(proc.pid, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    ours = [line for line in err.splitlines() if line.startswith("MW-Net.py:")]
+    assert len(ours) == 1 and "another process of the run ended" in ours[0], err[-3000:]
+    assert not (run / "results.json").exists()
+    resumed = torchrun(MW, "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(run) == metrics(tmp_path / "whole") and len(metrics(run)) == 6  # 3, 6, 9, 12, 15, 16
+    one = subprocess.run(
+        [sys.executable, MW, "--resume", str(run)], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True
+    )
+    assert one.returncode == 0 and "nothing to continue" in one.stdout
+
+
+def test_the_runner_gives_one_run_several_slots(fashion, tmp_path, capsys):
+    from mwnet.tools import runner
+
+    flags = [
+        "--dataset",
+        "fashionmnist",
+        "--data_path",
+        fashion,
+        "--dry_run",
+        "--batch_size",
+        "16",
+        "--num_meta",
+        "100",
+    ]
+    listing = tmp_path / "commands.txt"
+    listing.write_text(" ".join([sys.executable, os.path.join(ROOT, MW), *flags, "--out", str(tmp_path / "r")]) + "\n")
+    assert runner.main([str(listing), "--gpus", "cpu,cpu", "--gpus-per-run", "2"]) == 0
+    assert "[cpu+cpu] run" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "r" / "config.json"))["world_size"] == 2
+    sbatch = tmp_path / "jobs.sbatch"
+    (tmp_path / "r2").mkdir()
+    listing.write_text(" ".join([sys.executable, os.path.join(ROOT, MW), *flags, "--out", str(tmp_path / "r2")]) + "\n")
+    runner.main([str(listing), "--slurm", str(sbatch), "--gpus-per-run", "8", "--nodes-per-run", "2"])
+    text = sbatch.read_text()
+    for line in ("#SBATCH --gres=gpu:8", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "srun PYTHONPATH="):
+        assert line in text, line
+    assert "--gpus-per-run 8 --nodes-per-run 2" in text and "kill -TERM" in text
+    assert subprocess.run(["bash", "-n", str(sbatch)]).returncode == 0
+    words = runner.with_torchrun([sys.executable, "x/MW-Net.py", "--lr", "0.1"], 8, 2, "node1:29500")
+    assert words[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--rdzv_backend",
+        "c10d",
+        "--rdzv_endpoint",
+    ] + [
+        "node1:29500",
+        "--rdzv_id",
+        os.environ.get("SLURM_JOB_ID", "mwnet"),
+        "--nproc_per_node",
+        "8",
+        "x/MW-Net.py",
+        "--lr",
+        "0.1",
+    ]
