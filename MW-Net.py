@@ -14,7 +14,7 @@ Run files: docs/usage.md, "Run files". Every flag: python MW-Net.py --help.
 import sys
 
 try:
-    from mwnet.engine.training import main
+    from mwnet.engine.launch import main
 except KeyboardInterrupt:  # Ctrl-C while torch loads: one line, as everywhere else
     sys.stderr.write("MW-Net.py: interrupted while starting; nothing was written\n")
     sys.exit(130)

@@ -14,7 +14,7 @@ Run files: docs/usage.md, "Run files". Every flag: python train_WRN-28-10_Meta_P
 import sys
 
 try:
-    from mwnet.engine.training import main
+    from mwnet.engine.launch import main
 except KeyboardInterrupt:  # Ctrl-C while torch loads: one line, as everywhere else
     sys.stderr.write("train_WRN-28-10_Meta_PGC.py: interrupted while starting; nothing was written\n")
     sys.exit(130)

@@ -140,7 +140,7 @@ class Result:
 
 def run_main(capsys, script, *args, cpu=True):
     """Run a script in-process (no interpreter start, no torch import): its exit code, stdout and stderr."""
-    from mwnet.engine.training import main
+    from mwnet.engine.launch import main
 
     capsys.readouterr()
     with one_thread():

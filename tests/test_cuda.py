@@ -256,12 +256,12 @@ def test_copy_of_model_is_untouched_by_the_step():
 @pytest.fixture(scope="module")
 def cuda_runs(cifar10_dir, tmp_path_factory):
     """--deterministic runs of 14 iterations on CUDA: two uninterrupted, one stopped by SIGUSR1 at 6 and resumed."""
-    from mwnet.engine import training
+    from mwnet.engine import launch
 
     root, _ = cifar10_dir
     base = tmp_path_factory.mktemp("cuda-runs")
     flags = ["--data_path", root, *SHORT, "--device", "cuda", "--deterministic"]
-    quiet = lambda *argv: training.main(MW, list(argv))  # noqa: E731
+    quiet = lambda *argv: launch.main(MW, list(argv))  # noqa: E731
     assert quiet("--out", str(base / "a"), *flags) == 0
     assert quiet("--out", str(base / "b"), *flags) == 0
     with pytest.MonkeyPatch.context() as mp:

@@ -35,16 +35,16 @@ def stopped_run(cifar10_dir, tmp_path_factory):
     import contextlib
     import io
 
-    from mwnet.engine import training
+    from mwnet.engine import launch
 
     root, _ = cifar10_dir
     base = tmp_path_factory.mktemp("faults")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), one_thread():
-        assert training.main(MW, ["--out", str(base / "whole"), "--data_path", root, "--device", "cpu", *SHORT]) == 0
+        assert launch.main(MW, ["--out", str(base / "whole"), "--data_path", root, "--device", "cpu", *SHORT]) == 0
         with pytest.MonkeyPatch.context() as mp:
             stop_at(mp, 6)
             flags = ["--out", str(base / "stopped"), "--data_path", root, "--device", "cpu", *SHORT]
-            assert training.main(MW, flags) == 128 + signal.SIGUSR1
+            assert launch.main(MW, flags) == 128 + signal.SIGUSR1
     return root, base
 
 

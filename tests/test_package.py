@@ -27,6 +27,16 @@ def test_pyproject_matches_the_requirements():
     assert meta["dependencies"] == requirements("requirements.txt")
     assert meta["optional-dependencies"]["dev"] == requirements("requirements-dev.txt")
     assert meta["scripts"] == {"mwnet": "mwnet.__main__:main"}
+
+    def release(version):
+        parts = [int(x) for x in version.split(".")]
+        while parts and parts[-1] == 0:
+            parts.pop()
+        return parts
+
+    floor = {k: release(v) for k, v in (line.split("==") for line in requirements("requirements-floor.txt"))}
+    declared = {k: release(v) for k, v in (d.split(">=") for d in meta["dependencies"] if d.startswith("torch"))}
+    assert floor == declared  # the floor the test command runs on is the one the project declares
     assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["mwnet*"]
 
 

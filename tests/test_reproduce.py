@@ -415,7 +415,7 @@ def test_every_finished_run_of_a_table_is_shown_or_named(tmp_path, capsys):
     """The Fashion-MNIST table with FLIP_TYPE=flip after the default one: flip and flip2 settings apart, each
     noise rate apart, in the Markdown and the CSV; a run of a setting the table has no place for is named.
     The table script's commands are run in this process (the runner's way of running them is tested above)."""
-    from mwnet.engine import training
+    from mwnet.engine import launch
 
     data, runs = tmp_path / "data", tmp_path / "runs"
     write_fashion(str(data), per_class=30)
@@ -438,7 +438,7 @@ def test_every_finished_run_of_a_table_is_shown_or_named(tmp_path, capsys):
             assert task.action == "run", (task.action, task.reason)
             at = next(i for i, w in enumerate(task.words) if w.endswith(MW))
             with one_thread():
-                assert training.main(MW, task.words[at + 1 :]) == 0
+                assert launch.main(MW, task.words[at + 1 :]) == 0
             done.add(task.run_dir)
     capsys.readouterr()
     assert len(done) == 24

@@ -31,7 +31,7 @@ from conftest import (
     wait_for_line,
 )
 
-from mwnet.engine import training
+from mwnet.engine import launch, training
 from mwnet.engine.options import parse_args
 from mwnet.errors import UserError
 from mwnet.runs import run_files
@@ -40,7 +40,7 @@ from mwnet.runs import run_files
 def quiet_main(*argv):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), one_thread():
-        return training.main(MW, [*argv, "--device", "cpu"])
+        return launch.main(MW, [*argv, "--device", "cpu"])
 
 
 @pytest.fixture(scope="module")

@@ -76,12 +76,12 @@ def short_run(cifar10_dir, tmp_path_factory):
     import contextlib
     import io
 
-    from mwnet.engine import training
+    from mwnet.engine import launch
 
     root, _ = cifar10_dir
     run = tmp_path_factory.mktemp("short") / "run"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert training.main(MW, ["--out", str(run), "--data_path", root, "--device", "cpu", *SHORT]) == 0
+        assert launch.main(MW, ["--out", str(run), "--data_path", root, "--device", "cpu", *SHORT]) == 0
     return root, run
 
 

@@ -27,7 +27,7 @@ def main(argv=None):
         return 2
     command, rest = argv[0], argv[1:]
     if command in TRAINING:
-        from mwnet.engine.training import main as train
+        from mwnet.engine.launch import main as train
 
         return train(command, rest)
     if command == "split":
