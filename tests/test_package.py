@@ -3,6 +3,7 @@ directory through `python -m mwnet`, that the original's names still import from
 pyproject.toml agrees with requirements*.txt, and that the readers of run files need no torch."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -44,7 +45,14 @@ def test_pyproject_matches_the_requirements():
 def wheel(tmp_path_factory):
     """The wheel `pip install .` would install, built from the checkout (setuptools from the registry)."""
     out = tmp_path_factory.mktemp("wheel")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), ROOT]
+    source = out / "source"  # a copy: setuptools builds in the source tree, which the checkout is not to get
+    top = {".git", "runs", "data", "build", ".pytest_cache", ".ruff_cache"}
+
+    def ignore(folder, names):
+        return [n for n in names if folder == ROOT and (n in top or n.startswith(".venv")) or n == "__pycache__"]
+
+    shutil.copytree(ROOT, source, ignore=ignore)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 and "setuptools" in proc.stderr and "No matching distribution" in proc.stderr:
         pytest.skip("setuptools cannot be fetched to build the wheel")  # no registry
