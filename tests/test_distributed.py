@@ -69,18 +69,13 @@ def fashion(tmp_path_factory):
     return str(root)
 
 
+def small_run(fashion):
+    """The flags of a small run on the synthetic Fashion-MNIST."""
+    return ["--dataset", "fashionmnist", "--data_path", fashion, "--batch_size", "16", "--num_meta", "100"]
+
+
 def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(fashion, tmp_path):
-    flags = [
-        "--dataset",
-        "fashionmnist",
-        "--data_path",
-        fashion,
-        "--dry_run",
-        "--batch_size",
-        "16",
-        "--num_meta",
-        "100",
-    ]
+    flags = small_run(fashion) + ["--dry_run"]
     two = torchrun(MW, *flags, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     one = subprocess.run(
@@ -121,7 +116,7 @@ def worker_pid(parent, rank):
 
 
 def test_a_killed_process_ends_the_run_and_resume_continues_it(fashion, tmp_path):
-    flags = ["--dataset", "fashionmnist", "--data_path", fashion, "--batch_size", "16", "--num_meta", "100"]
+    flags = small_run(fashion)
     flags += ["--epochs", "0.5", "--eval_every", "0.1", "--milestones", "--checkpoint_every", "0"]  # 16 its
     whole = torchrun(MW, *flags, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -157,17 +152,7 @@ def test_a_killed_process_ends_the_run_and_resume_continues_it(fashion, tmp_path
 def test_the_runner_gives_one_run_several_slots(fashion, tmp_path, capsys):
     from mwnet.tools import runner
 
-    flags = [
-        "--dataset",
-        "fashionmnist",
-        "--data_path",
-        fashion,
-        "--dry_run",
-        "--batch_size",
-        "16",
-        "--num_meta",
-        "100",
-    ]
+    flags = small_run(fashion) + ["--dry_run"]
     listing = tmp_path / "commands.txt"
     listing.write_text(" ".join([sys.executable, os.path.join(ROOT, MW), *flags, "--out", str(tmp_path / "r")]) + "\n")
     assert runner.main([str(listing), "--gpus", "cpu,cpu", "--gpus-per-run", "2"]) == 0
