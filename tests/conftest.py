@@ -102,12 +102,16 @@ def run_cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, *args], cwd=cwd, env=CPU_ENV, capture_output=True, text=True, timeout=600)
 
 
+def default_sigint():
+    """Popen's preexec_fn for a child that is sent SIGINT: SIGINT back to its default there. A shell that starts
+    the tests in the background (`cmd &`) hands them SIGINT ignored, and Python then leaves it ignored, so a
+    Ctrl-C sent to the child would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args):
     """Start a script on the CPU, its stdout a pipe read line by line."""
     cmd = [sys.executable, *args]
-    # SIGINT back to its default in the child: a shell that starts the tests in the background (`cmd &`)
-    # hands them SIGINT ignored, and a Ctrl-C sent to the child would then do nothing.
-    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     return subprocess.Popen(
         cmd, cwd=ROOT, env=CPU_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
     )

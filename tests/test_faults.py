@@ -18,6 +18,7 @@ from conftest import (
     ROOT,
     SHORT,
     assert_one_line_error,
+    default_sigint,
     metrics,
     one_thread,
     run_main,
@@ -187,7 +188,9 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     env = {**CPU_ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), ROOT])}
     for cmd in ([MW, "--help"], ["-m", "mwnet", "MW-Net.py", "--help"]):
         (tmp_path / "loading").unlink(missing_ok=True)
-        proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, *cmd], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+        )
         deadline = time.time() + 60
         while not (tmp_path / "loading").exists() and time.time() < deadline:
             time.sleep(0.05)

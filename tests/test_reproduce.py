@@ -18,6 +18,7 @@ from conftest import (
     MW,
     ROOT,
     SHORT,
+    default_sigint,
     one_thread,
     run_main,
     snapshot,
@@ -294,6 +295,7 @@ def test_ctrl_c_stops_the_runner_and_its_runs_cleanly(cifar10_dir, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.time() + 120
     while not all((r / "checkpoint.pt").exists() for r in runs) and time.time() < deadline:
