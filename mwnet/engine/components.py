@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mwnet.data import cifar_n
+from mwnet.data import cifar_n, subset
 from mwnet.data.catalog import MEAN_STD, NUM_CLASSES, STREAMED
 from mwnet.data.clothing1m import read_clothing1m
 from mwnet.data.device_loader import DeviceLoader
@@ -87,6 +87,7 @@ class Data:
     fingerprint: str  # of the training and test images and labels: resume checks it (components.fingerprint)
     noise_source: dict | None = None  # -ctype human: the label file, its SHA-256, the variant
     is_clean: torch.Tensor | None = None  # where the clean label is known and equal (default: not is_noisy)
+    subset: dict | None = None  # --train_subset: what config.json records of it (data/subset.py)
 
     def __post_init__(self):
         if self.is_clean is None:
@@ -198,6 +199,8 @@ def build_data(args, device, seeds):
         # the clean labels; the training images then keep their human labels.
         meta_idx, train_idx, _ = make_noisy_split(labels, k, args.num_meta, "unif", 0.0, args.seed, coarse)
         noisy = human[train_idx]
+    elif args.train_subset:
+        meta_idx, train_idx, noisy = subset_split(args, labels, coarse, k)
     else:
         meta_idx, train_idx, noisy = make_noisy_split(
             labels, k, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
@@ -218,7 +221,24 @@ def build_data(args, device, seeds):
     test_loader = load_test(args, device, test)
     data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
     data.noise_source = source
+    data.subset = subset.describe(np.sort(train_idx)) if args.train_subset else None
     return data
+
+
+def subset_split(args, labels, coarse, k):
+    """--train_subset: the noise protocol on the fixed subset (no meta images taken out of it), and the meta set
+    by the protocol's own class-balanced draw from the images outside it; indices into the whole training set."""
+    train_part, pool = subset.fixed_subset(labels, k, args.train_subset)
+    if train_part is None or len(pool) < args.num_meta:
+        raise UserError(
+            f"--train_subset {args.train_subset} with --num_meta {args.num_meta} needs more images than {args.dataset}'s training set has per class; pass smaller ones"
+        )
+    part_coarse = None if coarse is None else coarse[train_part]
+    _, order, noisy = make_noisy_split(
+        labels[train_part], k, 0, args.corruption_type, args.corruption_prob, args.seed, part_coarse
+    )
+    meta_part, _, _ = make_noisy_split(labels[pool], k, args.num_meta, "unif", 0.0, args.seed)
+    return pool[meta_part], train_part[order], noisy
 
 
 def human_labels(args, labels):

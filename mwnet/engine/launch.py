@@ -61,6 +61,7 @@ def start(args, config, run_dir, data, learner, device, seeds):
         "vnet_loss_grid": LOSS_GRID,
         "data_fingerprint": data.fingerprint,
         "noise_source": data.noise_source,
+        "train_subset_drawn": data.subset,
         "model_source": learner.source,
         "environment": environment(device),
     }

@@ -9,7 +9,7 @@ import argparse
 import math
 import re
 
-from mwnet.data.catalog import DATASETS, NUM_CLASSES
+from mwnet.data.catalog import DATASETS, NUM_CLASSES, STREAMED
 from mwnet.data.cifar_n import HUMAN_LABELS, VARIANTS
 from mwnet.data.noise import CORRUPTION_TYPES
 from mwnet.errors import UserError
@@ -61,6 +61,24 @@ DATASET_PRESETS = {
         "num_meta": 7000,
         "epoch": {"epochs": 10, "milestones": [5], "eval_every": 1},
         "iter": {"iters": 324000, "milestones": [162000], "eval_every": 32400},
+    }
+}
+LAPTOP_EPOCHS, LAPTOP_MILESTONES = 40, [24, 32]
+# --protocol laptop: a run a CPU finishes (docs/results-fashion-mnist.md, "The laptop protocol"): the small
+# classifier on a fixed class-balanced subset of 5,000 Fashion-MNIST training images, the clean meta set (2 %
+# of them, the paper's proportion) from the images outside it, lr 0.02 (SmallCNN does not train at 0.1), x0.1 at
+# 60 % and 80 % of the run, no augmentation; for the flags not given. Chosen by plain training's curve under 60 %
+# uniform noise: it peaks early, then memorises the noise.
+PROTOCOLS = {
+    "laptop": {
+        "dataset": "fashionmnist",
+        "arch": "smallcnn",
+        "train_subset": 5000,
+        "num_meta": 100,
+        "lr": 0.02,
+        "augment": False,  # with crop and flip, plain training had not begun to memorise after 40 epochs
+        "epoch": {"epochs": LAPTOP_EPOCHS, "milestones": LAPTOP_MILESTONES, "eval_every": 1},
+        "iter": {"iters": LAPTOP_EPOCHS * 50, "milestones": [m * 50 for m in LAPTOP_MILESTONES], "eval_every": 50},
     }
 }
 # --precision: (TF32 allowed for float32 convolutions and matmuls on CUDA, bf16 autocast)
@@ -214,10 +232,22 @@ def build_parser(script):
     )
     n.add_argument("--out", default=None, help="run directory (default: runs/<name>)")
     n.add_argument(
+        "--protocol",
+        default=None,
+        choices=tuple(PROTOCOLS),
+        help="laptop: SmallCNN on a fixed 5,000-image subset of Fashion-MNIST, a run one CPU core finishes in minutes (docs/results-fashion-mnist.md); sets the flags not given (default: the script's own)",
+    )
+    n.add_argument(
+        "--train_subset",
+        type=int,
+        default=0,
+        help="train on a fixed class-balanced subset of this many training images, the same for every seed; the meta set comes from the images outside it (0: the whole training set)",
+    )
+    n.add_argument(
         "--arch",
         default=preset["arch"],
         choices=ARCHS,
-        help="classifier: resnet32, wrn (--layers, --widen-factor, --droprate), resnet34 (the CIFAR kind)",
+        help="classifier: resnet32, wrn (--layers, --widen-factor, --droprate), resnet34 (the CIFAR kind), smallcnn (--protocol laptop's)",
     )
     n.add_argument(
         "--pretrained",
@@ -343,20 +373,29 @@ def build_parser(script):
     return p
 
 
+def apply_preset(args, preset, unit, given):
+    """A preset's values for the flags not given; its "epoch" or "iter" part by the script's unit."""
+    values = {k: v for k, v in preset.items() if k not in ("epoch", "iter")}
+    values.update(preset[unit])
+    for k, v in values.items():
+        if k not in given:
+            setattr(args, k, v)
+
+
 def parse_args(script, argv):
     args = build_parser(script).parse_args(argv)
+    unit = PRESETS[script]["unit"]
+    if args.protocol:
+        apply_preset(args, PROTOCOLS[args.protocol], unit, given_flags(script, argv))
     if args.dataset in DATASET_PRESETS:
         given = given_flags(script, argv)
         if {"corruption_prob", "corruption_type", "imb_factor"} & set(given):
             raise UserError(
                 f"--dataset {args.dataset} brings its own label noise; leave --corruption_prob, --corruption_type and --imb_factor out"
             )
-        preset = {**DATASET_PRESETS[args.dataset]}
-        preset.update(preset.pop(PRESETS[script]["unit"]))
-        preset.pop("epoch" if PRESETS[script]["unit"] == "iter" else "iter")
-        for k, v in preset.items():
-            if k not in given:
-                setattr(args, k, v)
+        if args.protocol:
+            raise UserError(f"--protocol {args.protocol} is not for --dataset {args.dataset}; leave one of them out")
+        apply_preset(args, DATASET_PRESETS[args.dataset], unit, given)
         if args.arch != "resnet50" and "pretrained" not in given:  # ImageNet weights are ResNet-50's
             args.pretrained = None
         args.corruption_prob = 0.0  # recorded as no synthetic noise
@@ -369,7 +408,7 @@ def parse_args(script, argv):
         if args.human_labels is None and args.dataset == "cifar100":
             args.human_labels = "noisy"
     args.script = script
-    args.unit = PRESETS[script]["unit"]
+    args.unit = unit
     args.sampling = PRESETS[script]["sampling"]
     check_args(args)
     return args
@@ -393,6 +432,8 @@ def args_from_stored(script, stored, given, source):
     expected = set(defaults) | set(DERIVED)
     # A free flag added since the run was made takes its default: it cannot change the run's numbers.
     stored = {**{k: defaults[k] for k in FREE_FLAGS if k in defaults}, **stored}
+    # So do the flags added since whose defaults do what every run did before them.
+    stored = {**{k: defaults[k] for k in ("protocol", "train_subset")}, **stored}
     flags = merge_given(stored, given, source)
     if set(flags) != expected:
         odd = sorted(set(flags) ^ expected)
@@ -460,6 +501,15 @@ def check_args(args):
         raise UserError(
             f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes ({k}), so that the meta set is class-balanced"
         )
+    if args.train_subset:
+        if args.train_subset < 0 or args.train_subset % k:
+            raise UserError(
+                f"--train_subset ({args.train_subset}) must be a positive multiple of the number of classes ({k}), so that the subset is class-balanced"
+            )
+        if args.dataset in STREAMED or args.corruption_type == "human" or args.imb_factor is not None:
+            raise UserError(
+                "--train_subset takes a subset of CIFAR or Fashion-MNIST with synthetic noise; leave it out with --dataset clothing1m, -ctype human or --imb_factor"
+            )
     if args.imb_factor is not None and not args.imb_factor >= 1:
         raise UserError(f"--imb_factor (largest class / smallest class) must be at least 1, got {args.imb_factor}")
     if args.nesterov and args.momentum == 0:

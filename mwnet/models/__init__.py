@@ -5,7 +5,7 @@ This module imports no torch until a model is built, so that the flags (engine/o
 of run files (runs/run_files.py, the tools) can name models where torch is not installed.
 """
 
-ARCHS = ("resnet32", "wrn", "resnet34", "resnet50")
+ARCHS = ("resnet32", "wrn", "resnet34", "resnet50", "smallcnn")
 
 
 def model_label(config):
@@ -13,7 +13,8 @@ def model_label(config):
     arch = config.get("arch")
     if arch == "wrn":
         return f"WRN-{config.get('layers')}-{config.get('widen_factor')}"
-    return {"resnet32": "ResNet-32", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}.get(arch, str(arch))
+    names = {"resnet32": "ResNet-32", "resnet34": "ResNet-34", "resnet50": "ResNet-50", "smallcnn": "SmallCNN"}
+    return names.get(arch, str(arch))
 
 
 def build_model(args, num_classes):
@@ -26,6 +27,10 @@ def build_model(args, num_classes):
         from mwnet.models.resnet import ResNet34
 
         return ResNet34(num_classes)
+    if args.arch == "smallcnn":  # the laptop protocol's (--protocol laptop)
+        from mwnet.models.small import SmallCNN
+
+        return SmallCNN(num_classes)
     if args.arch == "resnet50":  # torchvision's; its ImageNet weights are loaded at a fresh start (--pretrained)
         from mwnet.models.imagenet import resnet50
 

@@ -68,7 +68,7 @@ FREE_FLAGS = (
 )
 # What config.json records beside the flags.
 RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "world_size")
-RECORDED += ("environment",)
+RECORDED += ("environment", "train_subset_drawn")
 CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
 CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
 BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
@@ -307,6 +307,8 @@ def default_run_name(config):
         noise = "web"
     if config.get("imb_factor"):
         noise = f"imb{config['imb_factor']:g}" + (f"-{noise}" if config["corruption_prob"] else "")
+    if config.get("train_subset"):
+        noise += f"-sub{config['train_subset']}"
     dry = "-dry" if config.get("dry_run") else ""
     return f"{arch}-{config['dataset']}-{noise}-{config['method']}-s{config['seed']}{dry}"
 

@@ -135,10 +135,14 @@ def with_torchrun(words, processes, nodes=1, endpoint=None):
     return [words[0], "-m", "torch.distributed.run", *where, "--nproc_per_node", str(processes), *words[at:]]
 
 
-def launch(task, slot):
-    """Start a run on its slot: "cpu", a GPU id, or several ids (one run on several GPUs, through torchrun)."""
+def launch(task, slot, cpu_slots=1):
+    """Start a run on its slot: "cpu", a GPU id, or several ids (one run on several GPUs, through torchrun).
+    A run on a CPU slot gets its share of the cores as threads (unless OMP_NUM_THREADS says otherwise), so that
+    runs side by side do not fight over them."""
     gpus = [] if slot.startswith("cpu") else slot.split("+")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus))
+    if not gpus and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // cpu_slots))
     processes = len(gpus) if gpus else slot.count("cpu")
     words = with_torchrun(task.words, processes) if processes > 1 else task.words
     # Its own session: Ctrl-C reaches the runner only, which stops each run in order (a checkpoint first).
@@ -173,7 +177,7 @@ def run_local(tasks, slots):
             while queue and free:
                 slot = free.pop(0)
                 task = queue.pop(0)
-                running[launch(task, slot)] = (slot, task)
+                running[launch(task, slot, sum(s.count("cpu") for s in slots))] = (slot, task)
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
                 slot, task = running.pop(proc)
