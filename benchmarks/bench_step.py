@@ -1,9 +1,11 @@
 """Cost of one training iteration, in one run: plain training, MW-Net (jvp), MW-Net (double
-backward), and MW-Net the original's way; ResNet-32 and WRN-28-10; in the scripts' precisions (strict
-float32, TF32, bf16 autocast).
+backward), MW-Net the original's way and L2RW; ResNet-32, WRN-28-10 and the laptop protocol's SmallCNN; in the
+scripts' precisions (strict float32, TF32, bf16 autocast).
 
     python benchmarks/bench_step.py                      # the full benchmark (meant for a GPU)
     python benchmarks/bench_step.py --smoke --device cpu # small sizes, seconds: what CI runs
+    OMP_NUM_THREADS=1 python benchmarks/bench_step.py --device cpu --archs smallcnn --precisions fp32 \
+        --methods plain,jvp,double,l2rw                  # the laptop protocol on one core
 
 (a) plain:  erm_step on on-device batches
 (b) jvp:    mwnet_step(meta_grad="jvp") on on-device batches (the default path)
@@ -11,8 +13,9 @@ float32, TF32, bf16 autocast).
 (d) orig:   the original's loop: a PIL + DataLoader input pipeline, a fresh model and
             load_state_dict every iteration, the legacy MetaModule update_params, a create_graph
             gradient, and .backward() into every leaf
+(l2rw):     l2rw_step (jvp) on on-device batches
 Prints ms per iteration, images per second and peak memory of each, the ratios b/a and d/b,
-and the projected length of the two papers' protocols from (b).
+and the projected length of the two papers' protocols and of the laptop protocol's training steps from (b).
 """
 
 import argparse
@@ -32,9 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mwnet.data.catalog import MEAN_STD  # noqa: E402
 from mwnet.data.device_loader import DeviceLoader  # noqa: E402
 from mwnet.engine.components import autocast, set_numerics  # noqa: E402
-from mwnet.method.meta_step import erm_step, mwnet_step  # noqa: E402
+from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step  # noqa: E402
 from mwnet.models.meta_layers import VNet  # noqa: E402
 from mwnet.models.resnet import ResNet32  # noqa: E402
+from mwnet.models.small import SmallCNN  # noqa: E402
 from mwnet.models.wideresnet import WideResNet  # noqa: E402
 
 MEAN, STD = MEAN_STD["cifar10"]
@@ -42,7 +46,9 @@ ARCHS = {
     "resnet32": lambda: ResNet32(10),
     "wrn-28-10": lambda: WideResNet(28, 10, widen_factor=10),
     "wrn-10-1": lambda: WideResNet(10, 10, widen_factor=1),  # --smoke's stand-in for WRN-28-10
+    "smallcnn": lambda: SmallCNN(10),  # --protocol laptop's
 }
+LAPTOP_ITERS = 2000  # --protocol laptop: 40 epochs of 50 batches of 100
 
 
 class PILDataset(torch.utils.data.Dataset):
@@ -129,6 +135,8 @@ def make_step(method, arch, batch, device, n_images):
         if method == "plain":
             return erm_step(model, optimizer, x, y)
         mx, my, _ = meta_loader.next_batch()
+        if method == "l2rw":
+            return l2rw_step(model, optimizer, x, y, mx, my, 0.1)
         grad = "jvp" if method == "jvp" else "double_backward"
         return mwnet_step(model, vnet, optimizer, vnet_optimizer, x, y, mx, my, 0.1, meta_grad=grad)
 
@@ -166,7 +174,7 @@ def report(rows, batch):
     print()
     by = {(r["arch"], r["precision"], r["method"]): r["ms"] for r in rows}
     for arch, precision in sorted({(r["arch"], r["precision"]) for r in rows}):
-        ms = {m: by.get((arch, precision, m)) for m in ("plain", "jvp", "double", "orig")}
+        ms = {m: by.get((arch, precision, m)) for m in ("plain", "jvp", "double", "orig", "l2rw")}
         if not (ms["plain"] and ms["jvp"]):
             continue  # the ratios need both plain training and the jvp path
         line = f"{arch} {precision}: MW-Net(jvp)/plain b/a = {ms['jvp'] / ms['plain']:.2f}"
@@ -174,6 +182,12 @@ def report(rows, batch):
             line += f", double/jvp c/b = {ms['double'] / ms['jvp']:.2f}"
         if ms["orig"]:
             line += f", original/jvp d/b = {ms['orig'] / ms['jvp']:.2f}"
+        if ms["l2rw"]:
+            line += f", L2RW/plain = {ms['l2rw'] / ms['plain']:.2f}"
+        if arch == "smallcnn" and batch == 100:
+            line += f"; the laptop protocol's {LAPTOP_ITERS} iterations = {LAPTOP_ITERS * ms['jvp'] / 60000:.1f} min (MW-Net), {LAPTOP_ITERS * ms['plain'] / 60000:.1f} min (plain)"
+            if ms["l2rw"]:
+                line += f", {LAPTOP_ITERS * ms['l2rw'] / 60000:.1f} min (L2RW), evaluations not counted"
         if arch == "wrn-28-10" and batch == 100:
             line += f"; 20,000 iterations = {20000 * ms['jvp'] / 60000:.1f} min"
         if arch == "resnet32" and batch == 100:
@@ -195,7 +209,7 @@ def main(argv=None):
         default="fp32,tf32,bf16",
         help="comma-separated: fp32, tf32, bf16 as --precision (default: all three)",
     )
-    p.add_argument("--methods", default="plain,jvp,double,orig", help="comma-separated (default: all four)")
+    p.add_argument("--methods", default="plain,jvp,double,orig,l2rw", help="comma-separated (default: all five)")
     p.add_argument("--batch", type=int, default=100, help="training and meta batch size (default: 100)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)

@@ -2,6 +2,7 @@
 
     python -m mwnet MW-Net.py --dataset fashionmnist --dry_run --out runs/smoke   # = python MW-Net.py ... in a checkout
     python -m mwnet train_WRN-28-10_Meta_PGC.py --dataset cifar10 --data_path ./data
+    python -m mwnet laptop                            # the first command: MW-Net beside plain training on a CPU
     python -m mwnet runner commands.txt --gpus 0,1      # = python scripts/runner.py ...
     python -m mwnet summarize --runs runs
     python -m mwnet plot runs/a runs/b --out figures
@@ -13,7 +14,7 @@ import importlib
 import sys
 
 TRAINING = ("MW-Net.py", "train_WRN-28-10_Meta_PGC.py")
-TOOLS = ("runner", "summarize", "plot", "split")
+TOOLS = ("laptop", "runner", "summarize", "plot", "split")
 
 
 def main(argv=None):

@@ -18,14 +18,23 @@ import numpy as np
 import pytest
 import torch
 
+# Under pytest-xdist each worker gets its share of the cores, so that the workers do not fight over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MW, WRN = "MW-Net.py", "train_WRN-28-10_Meta_PGC.py"
 SMALL_WRN = ["--layers", "10", "--widen-factor", "1"]
 FAST = ["--batch_size", "32", "--num_meta", "100"]
 # 14 iterations of 16 images, evaluated at 4, 8, 12 and 14 (69 iterations an epoch), a constant lr, a checkpoint
-# at each evaluation (the default cadence writes one every 5 minutes: tests/test_run_dir.py tests it apart)
+# at each evaluation (the default cadence writes one every 5 minutes: tests/test_run_dir.py tests it apart), of
+# SmallCNN: what these runs test (resume, signals, checkpoints, run files) does not depend on the classifier, and
+# ResNet-32 costs ten times as much (the models and the step are tested with ResNet-32 and WRN on their own).
 SHORT = ["--epochs", "0.2", "--eval_every", "0.06", "--batch_size", "16", "--num_meta", "100", "--milestones"]
-SHORT += ["--checkpoint_every", "0"]
+SHORT += ["--checkpoint_every", "0", "--arch", "smallcnn"]
+# Where a test needs a run that is still training a few seconds after it starts (a lock held, a signal or a kill
+# landing mid-run), it trains ResNet-32.
+BUSY = ["--arch", "resnet32"]
 
 
 def stop_at(monkeypatch, at, signum=signal.SIGUSR1):

@@ -86,7 +86,7 @@ def test_benchmark_smoke_run(tmp_path):
         "--device",
         "cpu",
         "--archs",
-        "resnet32",
+        "resnet32,smallcnn",
         "--precisions",
         "fp32",
         "--json",
@@ -94,8 +94,10 @@ def test_benchmark_smoke_run(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.load(open(out))["rows"]
-    assert [r["method"] for r in rows] == ["plain", "jvp", "double", "orig"] and all(r["ms"] > 0 for r in rows)
-    assert "b/a =" in proc.stdout and "d/b =" in proc.stdout
+    methods = ["plain", "jvp", "double", "orig", "l2rw"]
+    assert [(r["arch"], r["method"]) for r in rows] == [(a, m) for a in ("resnet32", "smallcnn") for m in methods]
+    assert all(r["ms"] > 0 for r in rows)
+    assert "b/a =" in proc.stdout and "d/b =" in proc.stdout and "L2RW/plain =" in proc.stdout
 
 
 def test_cpu_fast_evaluation_equals_plain_evaluation():

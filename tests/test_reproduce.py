@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from conftest import (
+    BUSY,
     CPU_ENV,
     FAST,
     MW,
@@ -266,9 +267,10 @@ def test_a_dry_table_then_a_short_real_table_runs_every_real_cell(tmp_path):
     env = dict(
         CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", DATASETS="cifar10", GPUS="cpu,cpu", PYTHON=sys.executable
     )
-    code, out = table(env, DRY_RUN="1", EXTRA="--batch_size 16 --num_meta 100")
+    # SmallCNN: what is tested is the runner's decisions over the table's folders, not the classifier
+    code, out = table(env, DRY_RUN="1", EXTRA="--batch_size 16 --num_meta 100 --arch smallcnn")
     assert code == 0 and "runner: 12 runs: 12 finished" in out, out
-    short = "--batch_size 16 --num_meta 100 --epochs 0.03 --eval_every 0.03 --milestones 0.02"  # 2 iterations
+    short = "--batch_size 16 --num_meta 100 --arch smallcnn --epochs 0.03 --eval_every 0.03 --milestones 0.02"
     code, out = table(env, EXTRA=short)
     assert code == 0 and "runner: 12 runs: 12 finished" in out, out  # the dry runs did not count as done
     real = sorted(runs.glob("flip_resnet32/cifar10/*/*/seed1/results.json"))
@@ -287,7 +289,7 @@ def test_ctrl_c_stops_the_runner_and_its_runs_cleanly(cifar10_dir, tmp_path):
     root, _ = cifar10_dir
     runs = [tmp_path / "a", tmp_path / "b"]
     listing = tmp_path / "commands.txt"
-    listing.write_text("".join(command(r, "--data_path", root, *SHORT, "--epochs", "2") + "\n" for r in runs))
+    listing.write_text("".join(command(r, "--data_path", root, *SHORT, *BUSY, "--epochs", "2") + "\n" for r in runs))
     proc = subprocess.Popen(
         [sys.executable, "scripts/runner.py", str(listing), "--gpus", "cpu,cpu"],
         cwd=ROOT,

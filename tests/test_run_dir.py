@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    BUSY,
     FAST,
     MW,
     SHORT,
@@ -53,6 +54,15 @@ def runs(cifar10_dir, tmp_path_factory):
         stop_at(mp, 6)
         assert quiet_main("--out", str(base / "stopped"), "--data_path", root, *SHORT) == 128 + signal.SIGUSR1
     return root, base / "whole", base / "stopped"
+
+
+@pytest.fixture(scope="module")
+def busy_whole(cifar10_dir, tmp_path_factory):
+    """The uninterrupted run of ResNet-32, for the tests whose kills and signals must land while it trains."""
+    root, _ = cifar10_dir
+    base = tmp_path_factory.mktemp("busy")
+    assert quiet_main("--out", str(base / "whole"), "--data_path", root, *SHORT, *BUSY) == 0
+    return root, base / "whole"
 
 
 @pytest.fixture
@@ -269,12 +279,12 @@ def test_one_process_owns_a_run_directory(capsys, cifar10_dir, tmp_path):
     holder leaves no stale lock (the OS releases it)."""
     root, _ = cifar10_dir
     run = tmp_path / "run"
-    holder = start_cli(MW, "--out", str(run), "--data_path", root, *SHORT, "--epochs", "2", "--print-freq", "1")
+    holder = start_cli(MW, "--out", str(run), "--data_path", root, *SHORT, *BUSY, "--epochs", "2", "--print-freq", "1")
     try:
         wait_for_line(holder, "train it 1/")  # 137 iterations to go: it holds the directory throughout
         config, log = (run / "config.json").read_text(), (run / "train.log").read_text()
         for args in (
-            ["--out", str(run), "--data_path", root, *SHORT, "--corruption_prob", "0.6"],
+            ["--out", str(run), "--data_path", root, *SHORT, *BUSY, "--corruption_prob", "0.6"],
             ["--resume", str(run)],
         ):
             result = run_main(capsys, MW, *args)
@@ -288,13 +298,13 @@ def test_one_process_owns_a_run_directory(capsys, cifar10_dir, tmp_path):
         pass
 
 
-def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(runs, tmp_path):
+def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(busy_whole, tmp_path):
     """Five kill -9 at random moments (starting, training, writing a checkpoint), each followed by the
     command a user would type: the run ends with the uninterrupted run's metrics and no temporary file.
     Every restart also takes the lock the killed process held: kill -9 leaves no stale lock."""
-    root, whole, _ = runs
+    root, whole = busy_whole
     run = tmp_path / "run"
-    fresh = ["--out", str(run), "--data_path", root, *SHORT]
+    fresh = ["--out", str(run), "--data_path", root, *SHORT, *BUSY]
     rng = random.Random(0)
     for _ in range(5):
         proc = start_cli(MW, *(["--resume", str(run)] if (run / "config.json").exists() else fresh))
@@ -305,10 +315,10 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(runs,
     assert_same_run(run, whole)
 
 
-def test_sigterm_and_sigint_to_a_real_process_checkpoint_and_resume_exactly(runs, tmp_path):
-    root, whole, _ = runs
+def test_sigterm_and_sigint_to_a_real_process_checkpoint_and_resume_exactly(busy_whole, tmp_path):
+    root, whole = busy_whole
     run = tmp_path / "run"
-    proc = start_cli(MW, "--out", str(run), "--data_path", root, *SHORT, "--print-freq", "1")
+    proc = start_cli(MW, "--out", str(run), "--data_path", root, *SHORT, *BUSY, "--print-freq", "1")
     wait_for_line(proc, "train it 5/")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

@@ -238,6 +238,13 @@ def build_parser(script):
         help="laptop: SmallCNN on a fixed 5,000-image subset of Fashion-MNIST, a run one CPU core finishes in minutes (docs/results-fashion-mnist.md); sets the flags not given (default: the script's own)",
     )
     n.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_true",
+        default=argparse.SUPPRESS,  # --no-augment's default stands
+        help="crop and flip augmentation, where --protocol laptop would turn it off (the default otherwise)",
+    )
+    n.add_argument(
         "--train_subset",
         type=int,
         default=0,
