@@ -94,7 +94,7 @@ def test_a_resnet50_step_at_a_small_size_from_a_saved_state_dict(capsys, clothin
         "--data_path",
         root,
         "--image_size",
-        "64",
+        "32",
         "--num_meta",
         "28",
         "--batch_size",
@@ -117,7 +117,7 @@ def test_a_resnet50_step_at_a_small_size_from_a_saved_state_dict(capsys, clothin
         model, vnet = resnet50(14), VNet().double()
         load_pretrained(model, str(tmp_path / "r50.pt"))
         model.double()
-        x, y = torch.randn(4, 3, 64, 64, dtype=torch.double), torch.randint(0, 14, (4,))
+        x, y = torch.randn(4, 3, 32, 32, dtype=torch.double), torch.randint(0, 14, (4,))
         opt, vopt = torch.optim.SGD(model.parameters(), 0.01), torch.optim.SGD(vnet.parameters(), 1.0)
         mwnet_step(model, vnet, opt, vopt, x, y, x, y, 0.01, meta_grad=way)
         grads.append(torch.cat([p.grad.flatten() for p in vnet.parameters()]))

@@ -11,7 +11,7 @@ import time
 import distributed_steps as steps
 import pytest
 import torch
-from conftest import CPU_ENV, MW, ROOT, metrics, write_fashion
+from conftest import CPU_ENV, MW, ROOT, metrics, run_main, write_fashion
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -43,6 +43,8 @@ def flat(state):
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.double)
 
 
+# The tests that read the two processes' states run on one pytest-xdist worker, which starts them once.
+@pytest.mark.xdist_group("two_processes")
 @pytest.mark.parametrize("case", steps.CASES, ids=["-".join(str(c) for c in case) for case in steps.CASES])
 def test_two_processes_take_the_step_of_one_process_on_the_whole_batch(two_processes, case):
     """A model without batch statistics, 5 iterations: parameters, meta-weight-net and both optimisers' states
@@ -54,6 +56,7 @@ def test_two_processes_take_the_step_of_one_process_on_the_whole_batch(two_proce
         assert ((ours - single).norm() / single.norm()).item() < 1e-6, rank
 
 
+@pytest.mark.xdist_group("two_processes")
 def test_with_batch_norm_every_process_holds_the_same_parameters(two_processes):
     a, b = (two_processes[r]["batch_norm"] for r in (0, 1))
     for key in ("model", "vnet"):
@@ -74,17 +77,12 @@ def small_run(fashion):
     return ["--dataset", "fashionmnist", "--data_path", fashion, "--batch_size", "16", "--num_meta", "100"]
 
 
-def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(fashion, tmp_path):
+def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(capsys, fashion, tmp_path):
+    """The one-process runs compared with run in this process: the processes under test are torchrun's."""
     flags = small_run(fashion) + ["--dry_run"]
     two = torchrun(MW, *flags, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run(
-        [sys.executable, MW, *flags, "--out", str(tmp_path / "one")],
-        cwd=ROOT,
-        env=CPU_ENV,
-        capture_output=True,
-        text=True,
-    )
+    one = run_main(capsys, MW, *flags, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
     log = (tmp_path / "two" / "train.log").read_text()
@@ -92,9 +90,7 @@ def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(fashion, tmp
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
     config = json.load(open(tmp_path / "two" / "config.json"))
     assert config["world_size"] == 2 and json.load(open(tmp_path / "one" / "config.json"))["world_size"] == 1
-    refused = subprocess.run(
-        [sys.executable, MW, "--resume", str(tmp_path / "two")], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True
-    )
+    refused = run_main(capsys, MW, "--resume", str(tmp_path / "two"))
     assert refused.returncode == 0  # finished: nothing to continue, in any number of processes
 
 
@@ -115,7 +111,7 @@ def worker_pid(parent, rank):
     return None
 
 
-def test_a_killed_process_ends_the_run_and_resume_continues_it(fashion, tmp_path):
+def test_a_killed_process_ends_the_run_and_resume_continues_it(capsys, fashion, tmp_path):
     flags = small_run(fashion)
     flags += ["--epochs", "0.5", "--eval_every", "0.1", "--milestones", "--checkpoint_every", "0"]  # 16 its
     whole = torchrun(MW, *flags, "--out", str(tmp_path / "whole"))
@@ -143,9 +139,7 @@ def test_a_killed_process_ends_the_run_and_resume_continues_it(fashion, tmp_path
     resumed = torchrun(MW, "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics(run) == metrics(tmp_path / "whole") and len(metrics(run)) == 6  # 3, 6, 9, 12, 15, 16
-    one = subprocess.run(
-        [sys.executable, MW, "--resume", str(run)], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True
-    )
+    one = run_main(capsys, MW, "--resume", str(run))  # one process, in this one
     assert one.returncode == 0 and "nothing to continue" in one.stdout
 
 
@@ -156,7 +150,8 @@ def test_the_runner_gives_one_run_several_slots(fashion, tmp_path, capsys):
     listing = tmp_path / "commands.txt"
     listing.write_text(" ".join([sys.executable, os.path.join(ROOT, MW), *flags, "--out", str(tmp_path / "r")]) + "\n")
     assert runner.main([str(listing), "--gpus", "cpu,cpu", "--gpus-per-run", "2"]) == 0
-    assert "[cpu+cpu] run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[cpu+cpu] run" in out and "runner: 1 runs: 1 finished" in out, out  # started, and counted as finished
     assert json.load(open(tmp_path / "r" / "config.json"))["world_size"] == 2
     sbatch = tmp_path / "jobs.sbatch"
     (tmp_path / "r2").mkdir()

@@ -86,7 +86,7 @@ def test_benchmark_smoke_run(tmp_path):
         "--device",
         "cpu",
         "--archs",
-        "resnet32,smallcnn",
+        "smallcnn",  # the smallest model: every method's path in the benchmark is the same for every model
         "--precisions",
         "fp32",
         "--json",
@@ -95,7 +95,7 @@ def test_benchmark_smoke_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.load(open(out))["rows"]
     methods = ["plain", "jvp", "double", "orig", "l2rw"]
-    assert [(r["arch"], r["method"]) for r in rows] == [(a, m) for a in ("resnet32", "smallcnn") for m in methods]
+    assert [(r["arch"], r["method"]) for r in rows] == [("smallcnn", m) for m in methods]
     assert all(r["ms"] > 0 for r in rows)
     assert "b/a =" in proc.stdout and "d/b =" in proc.stdout and "L2RW/plain =" in proc.stdout
 

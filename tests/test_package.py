@@ -46,7 +46,7 @@ def wheel(tmp_path_factory):
     """The wheel `pip install .` would install, built from the checkout (setuptools from the registry)."""
     out = tmp_path_factory.mktemp("wheel")
     source = out / "source"  # a copy: setuptools builds in the source tree, which the checkout is not to get
-    top = {".git", "runs", "data", "build", ".pytest_cache", ".ruff_cache"}
+    top = {".git", "runs", "results", "data", "build", ".pytest_cache", ".ruff_cache"}
 
     def ignore(folder, names):
         return [n for n in names if folder == ROOT and (n in top or n.startswith(".venv")) or n == "__pycache__"]

@@ -261,22 +261,38 @@ def table(env, **extra):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_a_dry_table_then_a_short_real_table_runs_every_real_cell(tmp_path):
+def test_a_dry_table_then_a_short_real_table_runs_every_real_cell(tmp_path, capsys):
+    """A dry table, then the real one: the runner plans every real cell as a run (dry runs never count as done),
+    skips them once finished and refuses another configuration in their folders. The table's 24 commands run in
+    this process: the runner's way of starting and counting runs is tested with torchrun's (test_distributed.py)
+    and Ctrl-C's (below). SmallCNN: the runner's decisions are under test, not the classifier."""
+    from mwnet.engine import launch
+
     data, runs = tmp_path / "data", tmp_path / "runs"
     write_cifar(str(data), "cifar10", per_class=120)
     env = dict(
         CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", DATASETS="cifar10", GPUS="cpu,cpu", PYTHON=sys.executable
     )
-    # SmallCNN: what is tested is the runner's decisions over the table's folders, not the classifier
-    code, out = table(env, DRY_RUN="1", EXTRA="--batch_size 16 --num_meta 100 --arch smallcnn")
-    assert code == 0 and "runner: 12 runs: 12 finished" in out, out
+
+    def run_in_process(extra, under, **more):
+        code, out = table(env, PRINT="1", EXTRA=extra, **more)
+        assert code == 0 and len(out.splitlines()) == 12, out
+        for line in out.splitlines():
+            task = runner.plan_task(line)
+            assert task.action == "run" and task.run_dir.startswith(str(under)), (task.action, task.run_dir)
+            at = next(i for i, w in enumerate(task.words) if w.endswith(MW))
+            with one_thread():
+                assert launch.main(MW, [*task.words[at + 1 :], "--device", "cpu"]) == 0
+        capsys.readouterr()
+
+    run_in_process("--batch_size 16 --num_meta 100 --arch smallcnn", runs / "dry", DRY_RUN="1")
     short = "--batch_size 16 --num_meta 100 --arch smallcnn --epochs 0.03 --eval_every 0.03 --milestones 0.02"
-    code, out = table(env, EXTRA=short)
-    assert code == 0 and "runner: 12 runs: 12 finished" in out, out  # the dry runs did not count as done
+    run_in_process(short, runs / "flip_resnet32")  # every real cell planned as a run: the dry runs did not count
     real = sorted(runs.glob("flip_resnet32/cifar10/*/*/seed1/results.json"))
     dry = sorted(runs.glob("dry/flip_resnet32/cifar10/*/*/seed1/results.json"))
     assert len(real) == len(dry) == 12
     assert all(json.load(open(p.parent / "config.json"))["dry_run"] is False for p in real)
+    assert all(json.load(open(p))["status"] == "finished" for p in real)
     code, out = table(env, EXTRA=short)
     assert code == 0 and "runner: 12 runs: 12 skipped (done)" in out, out
     before = snapshot(runs / "flip_resnet32")
@@ -424,7 +440,7 @@ def test_every_finished_run_of_a_table_is_shown_or_named(tmp_path, capsys):
     data, runs = tmp_path / "data", tmp_path / "runs"
     write_fashion(str(data), per_class=30)
     env = dict(CPU_ENV, DATA=str(data), RUNS=str(runs), SEEDS="1", PRINT="1", EPOCHS="0.06", MILESTONES="0.03")
-    env["EXTRA"] = "--batch_size 16 --num_meta 100 --eval_every 0.06 --device cpu"  # 2 iterations
+    env["EXTRA"] = "--batch_size 16 --num_meta 100 --eval_every 0.06 --device cpu --arch smallcnn"  # 2 iterations
     done = set()
     for flip in ("flip2", "flip"):
         script = subprocess.run(

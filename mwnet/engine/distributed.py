@@ -117,8 +117,14 @@ class World:
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
 
-    def close(self):
+    def close(self, ended=False):
+        """ended: this process got to the run's end (finished, stopped by a signal, diverged), as every process
+        of the run does together; then they all wait for each other before tearing down: on torch 2.3's gloo, a
+        process whose peer had already destroyed the group and exited was seen waiting in destroy_process_group
+        for ever. After an error no process waits: another may never come."""
         if self.size > 1 and dist.is_initialized():
+            if ended:
+                dist.barrier()
             dist.destroy_process_group()
 
 

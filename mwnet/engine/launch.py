@@ -105,14 +105,17 @@ def start(args, config, run_dir, data, learner, device, seeds):
 def run(args):
     """One run: of this process alone, or (torchrun) of every process of it, process 0 writing and speaking."""
     world = distributed.start(args.device)
+    ended = False
     try:
-        return run_in(world, args)
+        code = run_in(world, args)
+        ended = True
+        return code
     except UserError:
         if world.writer:
             raise
         return EXIT_USER  # process 0 says it
     finally:
-        world.close()
+        world.close(ended)
 
 
 def prepare(world, args, run_dir):

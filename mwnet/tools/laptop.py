@@ -58,9 +58,10 @@ def report(dirs, prob):
     runs = {row: finished(path) for row, path in dirs.items()}
     mw = runs["mwnet"]
     wrong = 100 * mw.config["noise_rate"]
+    c = mw.config
     lines = [
-        f"Fashion-MNIST, {100 * prob:g} % uniform noise ({wrong:.1f} % of the training labels wrong), the laptop protocol "
-        f"(SmallCNN, {mw.config['train_subset']} training images), seed {mw.config['seed']}: test accuracy %",
+        f"Fashion-MNIST, {100 * prob:g} % uniform noise ({wrong:.1f} % of the training labels wrong), seed {c['seed']},",
+        f"the laptop protocol (SmallCNN, {c['train_subset']:,} training images, {c['epochs']:g} epochs): test accuracy %",
         "",
         f"  {'':<16}{'best':>7}{'last':>7}",
     ]
