@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -150,7 +151,14 @@ def test_the_first_commands_report_comes_from_the_run_files(capsys, tmp_path):
     ]
 
 
-def test_the_report_of_runs_not_made_is_one_line(capsys, tmp_path):
+def test_the_report_of_runs_not_made_or_dry_is_one_line(capsys, tmp_path):
     code = laptop.main(["--runs", str(tmp_path), "--report-only"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "run python -m mwnet laptop" in err
+    for row, path in laptop.run_dirs(str(tmp_path), 0.6, 1).items():  # the committed runs, marked dry
+        shutil.copytree(laptop.run_dirs(RESULTS, 0.6, 1)[row], path)
+        config = json.load(open(os.path.join(path, "config.json")))
+        json.dump({**config, "dry_run": True}, open(os.path.join(path, "config.json"), "w"))
+    code = laptop.main(["--runs", str(tmp_path), "--report-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is a dry run, which is no result" in err

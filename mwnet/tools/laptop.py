@@ -50,6 +50,8 @@ def finished(path):
     run = read_run(path)
     if run.results is None or run.status != "finished":
         raise UserError(f"{path} is not a finished run ({run.status}); run python -m mwnet laptop to finish it")
+    if run.config.get("dry_run"):  # never a result
+        raise UserError(f"{path} is a dry run, which is no result; remove it and run python -m mwnet laptop")
     return run
 
 
@@ -99,7 +101,9 @@ def main(argv=None):
     if not args.report_only:
         code = run_both(args, dirs)
         if code:
-            sys.stderr.write("laptop: a run did not finish (its train.log says why); no comparison to show\n")
+            sys.stderr.write(
+                "laptop: the runner did not finish both runs (its lines above, and each run's train.log, say why); no comparison to show\n"
+            )
             return code
     try:
         lines = report(dirs, args.corruption_prob)
