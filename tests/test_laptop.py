@@ -162,3 +162,21 @@ def test_the_report_of_runs_not_made_or_dry_is_one_line(capsys, tmp_path):
     code = laptop.main(["--runs", str(tmp_path), "--report-only"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is a dry run, which is no result" in err
+
+
+def test_the_report_shows_no_run_but_the_ones_its_heading_names(capsys, tmp_path):
+    """A run of another setting in the folder, or two runs that differ in more than the method: one line."""
+    committed = laptop.run_dirs(RESULTS, 0.6, 1)
+    here = laptop.run_dirs(str(tmp_path), 0.6, 1)
+    shutil.copytree(committed["mwnet"], here["mwnet"])
+    shutil.copytree(laptop.run_dirs(RESULTS, 0.4, 1)["erm"], here["erm"])  # uniform 40 %, not 60 %
+    assert laptop.main(["--runs", str(tmp_path), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "holds another run (protocol laptop, method erm, unif 0.4" in err
+    shutil.rmtree(here["erm"])
+    shutil.copytree(committed["erm"], here["erm"])
+    config = json.load(open(os.path.join(here["erm"], "config.json")))
+    json.dump({**config, "lr": 0.05}, open(os.path.join(here["erm"], "config.json"), "w"))
+    assert laptop.main(["--runs", str(tmp_path), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "differ in more than the method (lr 0.02 vs 0.05)" in err

@@ -66,7 +66,7 @@ DATASET_PRESETS = {
 LAPTOP_EPOCHS, LAPTOP_MILESTONES = 40, [24, 32]
 # --protocol laptop: a run a CPU finishes (docs/results-fashion-mnist.md, "The laptop protocol"): the small
 # classifier on a fixed class-balanced subset of 5,000 Fashion-MNIST training images, the clean meta set (2 %
-# of them, the paper's proportion) from the images outside it, lr 0.02 (SmallCNN does not train at 0.1), x0.1 at
+# of them, the paper's proportion) from the images outside it, lr 0.02 (a network of its kind did not train at 0.1), x0.1 at
 # 60 % and 80 % of the run, no augmentation; for the flags not given. Chosen by plain training's curve under 60 %
 # uniform noise: it peaks early, then memorises the noise.
 PROTOCOLS = {

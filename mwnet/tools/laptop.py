@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 from mwnet.errors import UserError
-from mwnet.runs.run_files import read_run
+from mwnet.runs.run_files import config_differences, read_run
 
 ROWS = (("mwnet", "MW-Net"), ("erm", "Plain training"))
 SHOWN_LOSSES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)  # where the weighting function is printed
@@ -46,18 +46,29 @@ def run_both(args, dirs):
         os.unlink(f.name)
 
 
-def finished(path):
+def finished(path, row, prob, seed):
+    """The run in `path`, if it is a finished, non-dry laptop run of `row` at `prob` and `seed`: no other run's
+    numbers are shown under the heading that names these."""
     run = read_run(path)
     if run.results is None or run.status != "finished":
         raise UserError(f"{path} is not a finished run ({run.status}); run python -m mwnet laptop to finish it")
     if run.config.get("dry_run"):  # never a result
         raise UserError(f"{path} is a dry run, which is no result; remove it and run python -m mwnet laptop")
+    c = run.config
+    found = (c.get("protocol"), c.get("method"), c.get("corruption_type"), c.get("corruption_prob"), c.get("seed"))
+    if found != ("laptop", row, "unif", prob, seed):
+        raise UserError(
+            f"{path} holds another run (protocol {found[0]}, method {found[1]}, {found[2]} {found[3]}, seed {found[4]}); move it away and run python -m mwnet laptop"
+        )
     return run
 
 
-def report(dirs, prob):
+def report(dirs, prob, seed):
     """The comparison, as lines of text."""
-    runs = {row: finished(path) for row, path in dirs.items()}
+    runs = {row: finished(path, row, prob, seed) for row, path in dirs.items()}
+    differ = config_differences(runs["mwnet"].config, runs["erm"].config, leave_out=("method",))
+    if differ:
+        raise UserError(f"the two runs differ in more than the method ({'; '.join(differ)}); they do not compare")
     mw = runs["mwnet"]
     wrong = 100 * mw.config["noise_rate"]
     c = mw.config
@@ -106,7 +117,7 @@ def main(argv=None):
             )
             return code
     try:
-        lines = report(dirs, args.corruption_prob)
+        lines = report(dirs, args.corruption_prob, args.seed)
     except UserError as e:
         sys.stderr.write(f"laptop: {e}\n")
         return 2
