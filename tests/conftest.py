@@ -88,6 +88,16 @@ def write_cifar(root, name, per_class, test_per_class=2, seed=0):
     return images, labels, (coarse_of[labels] if name == "cifar100" else None)
 
 
+class Payload:
+    """Unpickled, it would create the file `marker`: the proof that a reader ran code from a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def write_idx(path, array):
     header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as f:

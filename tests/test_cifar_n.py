@@ -132,6 +132,13 @@ def damaged(path, kind, tmp_path):
         torch.save({k: np.asarray(v)[:100] for k, v in content.items()}, target)
     elif kind == "out of range":
         torch.save({**content, "aggre_label": np.asarray(content["aggre_label"]) + 10}, target)
+    elif kind == "float labels":  # 3.5, 7.5, ...: not the file meant, though int() would make labels of them
+        torch.save({**content, "aggre_label": np.asarray(content["aggre_label"]) + 0.5}, target)
+    elif kind == "random bytes":
+        with open(target, "wb") as out:
+            out.write(np.random.default_rng(0).bytes(4096))
+    elif kind == "empty":
+        open(target, "wb").close()
     elif kind == "runs code":
         marker = tmp_path / "marker"
 
@@ -151,7 +158,10 @@ def damaged(path, kind, tmp_path):
         ("truncated", "is not a CIFAR-N label file (not a torch.save archive"),
         ("no variant", "has no 'aggre_label'"),
         ("short", "holds 100 labels"),
-        ("out of range", "has labels outside the cifar10 classes"),
+        ("out of range", "has labels outside the 10 classes 0..9"),
+        ("float labels", ".5 (image 0) is not a whole number; class labels are 0..9"),
+        ("random bytes", "is not a CIFAR-N label file (not a torch.save archive"),
+        ("empty", "is not a CIFAR-N label file (not a torch.save archive"),
         ("runs code", "holds more than label arrays"),
     ],
 )

@@ -3,13 +3,24 @@ whatever the workers), the runs of each method, ResNet-50 and its pretrained wei
 
 import json
 import os
+import pickle
 import shutil
 import signal
 
 import numpy as np
 import pytest
 import torch
-from conftest import MW, assert_one_line_error, metrics, one_thread, run_main, snapshot, stop_at, write_clothing1m
+from conftest import (
+    MW,
+    Payload,
+    assert_one_line_error,
+    metrics,
+    one_thread,
+    run_main,
+    snapshot,
+    stop_at,
+    write_clothing1m,
+)
 
 from mwnet.data.catalog import MEAN_STD
 from mwnet.data.stream_loader import ImageFiles, StreamLoader
@@ -200,10 +211,47 @@ def spoil(root, kind):
     if kind == "no label":
         path = edit("noisy_train_key_list.txt", lambda lines: lines + ["images/9/not_labelled.jpg"])
         return f"{path}, line 85: images/9/not_labelled.jpg has no label"
+    if kind == "random bytes":
+        path = os.path.join(root, "noisy_label_kv.txt")
+        with open(path, "wb") as f:
+            f.write(np.random.default_rng(0).bytes(4096))
+        return f"{path} is not a text file of Clothing1M's"
+    if kind == "pickle payload":
+        path = os.path.join(root, "clean_label_kv.txt")
+        with open(path, "wb") as f:
+            f.write(pickle.dumps({"labels": Payload(os.path.join(root, "marker"))}, protocol=2))
+        return f"{path} is not a text file of Clothing1M's"
+    if kind == "empty list":
+        path = edit("noisy_train_key_list.txt", lambda lines: [])
+        return f"{path} lists no image"
+    if kind == "truncated":  # cut in the middle of a line, its label lost
+        path = os.path.join(root, "noisy_label_kv.txt")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text[: text.index(" ", len(text) // 2) + 1])
+        return f"{path}, line "
+    if kind == "path out of the folder":
+        path = edit("clean_test_key_list.txt", lambda lines: ["../" + lines[0]] + lines[1:])
+        return f"{path}, line 1: ../"
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing file", "unparsable line", "label out of range", "missing image", "no label"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing file",
+        "unparsable line",
+        "label out of range",
+        "missing image",
+        "no label",
+        "random bytes",
+        "pickle payload",
+        "empty list",
+        "truncated",
+        "path out of the folder",
+    ],
+)
 def test_a_bad_file_is_one_line_naming_it_and_nothing_is_written(capsys, clothing, tmp_path, kind):
     root, _ = clothing
     copy = tmp_path / "data"
@@ -214,7 +262,7 @@ def test_a_bad_file_is_one_line_naming_it_and_nothing_is_written(capsys, clothin
         capsys, MW, "--dataset", "clothing1m", "--data_path", str(copy), *SMALL, "--out", str(tmp_path / "run")
     )
     assert_one_line_error(result, fragment)
-    assert not (tmp_path / "run").exists() and snapshot(copy) == before
+    assert not (tmp_path / "run").exists() and snapshot(copy) == before and not (copy / "marker").exists()
 
 
 def test_an_undecodable_image_stops_the_run_with_one_line(capsys, clothing, tmp_path):

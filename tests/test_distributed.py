@@ -11,7 +11,7 @@ import time
 import distributed_steps as steps
 import pytest
 import torch
-from conftest import CPU_ENV, MW, ROOT, metrics, run_main, write_fashion
+from conftest import CPU_ENV, MW, ROOT, assert_one_line_error, metrics, run_main, write_fashion
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -92,6 +92,22 @@ def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(capsys, fash
     assert config["world_size"] == 2 and json.load(open(tmp_path / "one" / "config.json"))["world_size"] == 1
     refused = run_main(capsys, MW, "--resume", str(tmp_path / "two"))
     assert refused.returncode == 0  # finished: nothing to continue, in any number of processes
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_torchrun_with_device_cuda_and_no_gpu_is_one_line_from_process_0(capsys, fashion, tmp_path, monkeypatch, rank):
+    """What each process of `torchrun --nproc_per_node 2 MW-Net.py --device cuda` does on a machine without a GPU:
+    process 0 says it in one line, the other ends quietly; both exit 2, nothing written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    env = {"WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = run_main(capsys, MW, *small_run(fashion), "--out", str(tmp_path / "run"), "--device", "cuda", cpu=False)
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+    if rank == "0":
+        assert_one_line_error(result, "--device cuda, but no GPU is visible; drop --device cuda")
+    else:
+        assert result.stderr == ""
 
 
 def worker_pid(parent, rank):

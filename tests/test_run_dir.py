@@ -11,6 +11,8 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -18,8 +20,10 @@ import pytest
 import torch
 from conftest import (
     BUSY,
+    CPU_ENV,
     FAST,
     MW,
+    ROOT,
     SHORT,
     WRN,
     assert_one_line_error,
@@ -156,7 +160,7 @@ def test_resume_of_no_run_and_of_damaged_checkpoints(capsys, stopped, tmp_path):
             "not a complete checkpoint of this project (no 'optimizer')",
         ),
         ({**state, "device_type": "cuda"}, "was made on cuda; resume it with --device cuda"),
-        (b"garbage", "not a readable checkpoint"),
+        (b"garbage", "and was not loaded"),
     ]
     for content, fragment in cases:
         if isinstance(content, bytes):
@@ -329,6 +333,51 @@ def test_sigterm_and_sigint_to_a_real_process_checkpoint_and_resume_exactly(busy
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT and "stopped by SIGINT" in err, err
+    assert quiet_main("--resume", str(run)) == 0
+    assert_same_run(run, whole)
+
+
+@pytest.mark.parametrize("at_start", ["default", "ignored (nohup)"])
+def test_sighup_stops_a_run_as_sigterm_does_unless_ignored_at_start(capsys, runs, tmp_path, monkeypatch, at_start):
+    """A terminal closed or an SSH connection dropped under the run: the checkpoint of that iteration, one line,
+    128 + 1; under nohup (SIGHUP ignored when the run starts) the run goes on."""
+    root, whole, _ = runs
+    run = tmp_path / "run"
+    stop_at(monkeypatch, 6, signal.SIGHUP)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN if at_start != "default" else signal.SIG_DFL)
+    try:
+        result = run_main(capsys, MW, "--out", str(run), "--data_path", root, *SHORT)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    if at_start == "default":
+        assert result.returncode == 128 + signal.SIGHUP and "Traceback" not in result.stderr
+        assert (
+            result.stderr.strip()
+            == f"stopped by SIGHUP at iteration 6; checkpoint written; continue with --resume {run}"
+        )
+        monkeypatch.undo()
+        assert run_main(capsys, MW, "--resume", str(run)).returncode == 0
+    else:
+        assert result.returncode == 0, result.stderr
+    assert_same_run(run, whole)
+
+
+def test_a_closed_output_stops_the_run_at_a_checkpoint_and_resume_is_exact(busy_whole, tmp_path):
+    """`MW-Net.py ... 2>&1 | head -1`: the run writes the checkpoint of the iteration at which it finds its output
+    closed, says so in train.log in one line, and exits with 128 + SIGPIPE; --resume continues exactly."""
+    root, whole = busy_whole
+    run = tmp_path / "run"
+    cmd = [sys.executable, MW, "--out", str(run), "--data_path", root, *SHORT, *BUSY]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=CPU_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
+    log = (run / "train.log").read_text()
+    last = log.strip().splitlines()[-1]
+    assert "Traceback" not in log and last.startswith("its output was closed at iteration "), log
+    step = int(last.split("iteration ")[1].split(";")[0])
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["progress"]["step"] == step
+    assert last.endswith(f"checkpoint written; continue with --resume {run}")
     assert quiet_main("--resume", str(run)) == 0
     assert_same_run(run, whole)
 

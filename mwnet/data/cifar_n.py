@@ -20,6 +20,7 @@ import numpy as np
 from mwnet.data.catalog import NUM_CLASSES
 from mwnet.data.files import ArrayUnpickler
 from mwnet.errors import UserError
+from mwnet.untrusted import labels_array
 
 FILES = {"cifar10": "CIFAR-10_human.pt", "cifar100": "CIFAR-100_human.pt"}
 SHA256 = {  # of the authors' files at commit 49df7d8 (../shared/data/cifar-n/README.md)
@@ -117,19 +118,10 @@ def read_human_labels(path, dataset, variant, train_labels):
         raise UserError(
             f"{path} has no {missing!r}: it is not the CIFAR-N file of {dataset} (pass the {FILES[dataset]} file)"
         )
-    arrays = {}
-    for name in ("clean_label", key):
-        try:
-            a = np.asarray(content[name], dtype=np.int64)
-        except (TypeError, ValueError):
-            raise UserError(f"{path}: {name} is not a list of labels") from None
-        if a.shape != (len(train_labels),):
-            raise UserError(
-                f"{path}: {name} holds {a.size} labels, the training set {len(train_labels)} images; pass the {FILES[dataset]} of this dataset"
-            )
-        if a.size and not 0 <= a.min() <= a.max() < NUM_CLASSES[dataset]:
-            raise UserError(f"{path}: {name} has labels outside the {dataset} classes ({a.min()}..{a.max()})")
-        arrays[name] = a
+    arrays = {
+        name: labels_array(content[name], f"{path}: {name}", len(train_labels), NUM_CLASSES[dataset])
+        for name in ("clean_label", key)
+    }
     differ = int(np.sum(arrays["clean_label"] != np.asarray(train_labels)))
     if differ:
         raise UserError(

@@ -29,8 +29,10 @@ def _lines(path):
         raise UserError(
             f"{path} does not exist; --data_path must be the Clothing1M folder that holds images/ and its list files"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {path} ({getattr(e, 'strerror', None) or e}); check the file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file of Clothing1M's; copy it again from the dataset") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror or e}); check the file") from None
 
 
 def read_labels(path):
@@ -58,9 +60,15 @@ def read_list(path, labels, labels_path):
             continue
         if len(fields) != 1:
             raise UserError(f"{path}, line {number}: {line[:80]!r} is not one image path")
+        if os.path.isabs(fields[0]) or ".." in fields[0].split("/"):
+            raise UserError(
+                f"{path}, line {number}: {fields[0][:80]} leads out of the dataset's folder; list paths under it"
+            )
         if fields[0] not in labels:
             raise UserError(f"{path}, line {number}: {fields[0]} has no label in {labels_path}")
         paths.append(fields[0])
+    if not paths:
+        raise UserError(f"{path} lists no image; it is empty or cut short: copy it again from the dataset")
     return paths, np.fromiter((labels[p] for p in paths), dtype=np.int64, count=len(paths))
 
 

@@ -48,7 +48,8 @@ class ImageFiles(Dataset):
         try:
             with Image.open(path) as f:
                 image = TF.pil_to_tensor(TF.resize(f.convert("RGB"), self.resize))  # bilinear, antialiased
-        except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for a missing, truncated or foreign file
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            # Pillow's errors for a missing, truncated or foreign file, or one that decodes to a decompression bomb
             reason = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), label, index, f"{path} ({reason})"
         height, width = image.shape[-2:]

@@ -146,6 +146,14 @@ def start(device_name):
         return World()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if cuda and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda, but no GPU is visible; drop --device cuda: torchrun's processes then use gloo on the CPU"
+        )
+    if cuda and local_rank >= torch.cuda.device_count():
+        raise UserError(
+            f"torchrun started more processes on this machine than the {torch.cuda.device_count()} GPUs visible; pass --nproc_per_node {torch.cuda.device_count()} or fewer"
+        )
     if cuda:
         torch.cuda.set_device(local_rank)
     try:

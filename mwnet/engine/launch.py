@@ -28,7 +28,7 @@ from mwnet.engine.options import args_from_stored, given_flags, parse_args
 from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
 from mwnet.models import build_model
-from mwnet.runs.reporting import Reporter, TensorBoard, banner
+from mwnet.runs.reporting import Reporter, TensorBoard, banner, silence
 from mwnet.runs.run_files import (
     CHECKPOINT,
     CONFIG,
@@ -42,6 +42,7 @@ from mwnet.runs.run_files import (
     is_ours,
     model_file,
 )
+from mwnet.untrusted import check_state
 
 
 def start(args, config, run_dir, data, learner, device, seeds):
@@ -95,7 +96,7 @@ def start(args, config, run_dir, data, learner, device, seeds):
             f"the data under --data_path {args.data_path} is not the data {run_dir.path} started with (other images or labels); pass the run's own data, or --accept_other_data to continue with these"
         )
     run_dir.remove_temporaries()
-    progress = restore(state, learner, data, tally)
+    progress = restore(state, learner, data, tally, run_dir.file(CHECKPOINT))
     run_dir.rewrite_metrics(progress.records)
     if run_dir.read_config() is None:  # config.json was lost; the checkpoint holds the run's flags
         run_dir.write_config({**state["config"], **recorded})
@@ -104,7 +105,12 @@ def start(args, config, run_dir, data, learner, device, seeds):
 
 def run(args):
     """One run: of this process alone, or (torchrun) of every process of it, process 0 writing and speaking."""
-    world = distributed.start(args.device)
+    try:
+        world = distributed.start(args.device)
+    except UserError:
+        if os.environ.get("RANK", "0") == "0":  # one line, from process 0; the others end quietly
+            raise
+        return EXIT_USER
     ended = False
     try:
         code = run_in(world, args)
@@ -215,9 +221,9 @@ def finish(s, outcome, detail):
         "precision": s.args.precision,
     }
     if outcome == "stopped":
-        name = signal.Signals(detail).name
+        why = "its output was closed" if detail == signal.SIGPIPE else f"stopped by {signal.Signals(detail).name}"
         s.report.line(
-            f"stopped by {name} at iteration {progress.step}; checkpoint written; continue with --resume {run_dir.path}",
+            f"{why} at iteration {progress.step}; checkpoint written; continue with --resume {run_dir.path}",
             error=True,
         )
         return 128 + detail
@@ -294,6 +300,9 @@ def evaluate_checkpoint(script, args, argv):
     set_numerics(args.precision, args.deterministic)
     test = load_test(args, device)
     model = build_model(args, NUM_CLASSES[args.dataset]).to(device, memory_format=torch.channels_last)
+    check_state(
+        model, state["model"], "the model its config names", "pass a checkpoint.pt or model_best.pt of a run", name=path
+    )
     model.load_state_dict(state["model"])
     with autocast(args.precision, device):
         loss, acc = evaluate(model, test)
@@ -314,18 +323,27 @@ def main(script, argv=None):
             return evaluate_checkpoint(script, args, argv)
         return run(resolve(script, args, argv))
     except UserError as e:
-        sys.stderr.write(f"{script}: error: {e}\n")
+        say(f"{script}: error: {e}")
         return EXIT_USER
     except KeyboardInterrupt:
-        sys.stderr.write(f"{script}: interrupted; continue from the last checkpoint with --resume <run directory>\n")
+        say(f"{script}: interrupted; continue from the last checkpoint with --resume <run directory>")
         return 128 + signal.SIGINT
-    except BrokenPipeError:  # stdout closed (a pipe into `head`): the run stops at its last checkpoint
-        sys.stderr.write(
-            f"{script}: error: its output was closed; continue from the last checkpoint with --resume <run directory>\n"
-        )
+    except BrokenPipeError:  # stdout closed outside the loop (--evaluate's line, --help): a run handles it itself
+        say(f"{script}: error: its output was closed")
         return EXIT_USER
     except OSError as e:
-        sys.stderr.write(
-            f"{script}: error: {e.strerror or e} ({e.filename or 'no file named'}); check the path, its permissions and free space\n"
+        say(
+            f"{script}: error: {e.strerror or e} ({e.filename or 'no file named'}); check the path, its permissions and free space"
         )
         return EXIT_USER
+
+
+def say(line):
+    """The last line, on stderr, and whatever stdout still holds; a closed one is silenced, so that Python has
+    nothing to complain about at exit."""
+    for stream, text in ((sys.stdout, ""), (sys.stderr, line + "\n")):
+        try:
+            stream.write(text)
+            stream.flush()
+        except OSError:
+            silence(stream)

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
+from mwnet.errors import UserError
+from mwnet.untrusted import check_state
+
 
 class Tally:
     """Sums since the last evaluation, kept on the device: no host synchronisation per iteration."""
@@ -106,18 +109,31 @@ def checkpoint_state(config, progress, learner, data, tally):
     }
 
 
-def restore(state, learner, data, tally):
-    m = learner
-    m.model.load_state_dict(state["model"])
-    m.optimizer.load_state_dict(state["optimizer"])
+def restore(state, learner, data, tally, path):
+    """The modules, optimisers, loaders, tallies and generators as the checkpoint at `path` left them; a
+    checkpoint that does not fit this run's model or data is one line, refused before anything is loaded."""
+    m, fix = learner, "the run directory is damaged: start a new run"
+    check_state(m.model, state["model"], "the model of this run", fix, name=path)
     if m.vnet is not None:
-        m.vnet.load_state_dict(state["vnet"])
-        m.vnet_optimizer.load_state_dict(state["vnet_optimizer"])
-    data.train.load_state_dict(state["train_loader"])
-    if data.meta is not None:
-        data.meta.load_state_dict(state["meta_loader"])
-    tally.load_state_dict(state["tally"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return Progress.from_state(state["progress"], data.test.device)
+        check_state(m.vnet, state["vnet"], "the meta-weight-net of this run", fix, name=path)
+    perm = state["train_loader"].get("perm") if isinstance(state["train_loader"], dict) else None
+    if isinstance(perm, torch.Tensor) and len(perm) != len(data.train.labels):
+        raise UserError(
+            f"{path} samples from {len(perm)} training images, this run has {len(data.train.labels)}; {fix}"
+        )
+    try:
+        m.model.load_state_dict(state["model"])
+        m.optimizer.load_state_dict(state["optimizer"])
+        if m.vnet is not None:
+            m.vnet.load_state_dict(state["vnet"])
+            m.vnet_optimizer.load_state_dict(state["vnet_optimizer"])
+        data.train.load_state_dict(state["train_loader"])
+        if data.meta is not None:
+            data.meta.load_state_dict(state["meta_loader"])
+        tally.load_state_dict(state["tally"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return Progress.from_state(state["progress"], data.test.device)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        raise UserError(f"{path} does not fit this run ({type(e).__name__}: {str(e)[:80]}); {fix}") from None

@@ -447,9 +447,39 @@ def args_from_stored(script, stored, given, source):
         raise UserError(
             f"{source} was made by another version of this code (flags differ: {', '.join(odd)}); start a new run"
         )
+    for action in build_parser(script)._actions:
+        if action.dest in flags and not _stored_value_fits(action, flags[action.dest]):
+            raise UserError(
+                f"{source} holds --{action.dest} {flags[action.dest]!r}, which that flag does not take; the run directory is damaged"
+            )
     args = argparse.Namespace(**flags)
     check_args(args)
     return args
+
+
+def _stored_value_fits(action, value):
+    """Whether a value read back from a run's config is one the flag's parser could have produced."""
+    if value is None:
+        return action.default is None
+    many = action.nargs in ("*", "+")
+    if many != isinstance(value, list):
+        return False
+    for v in value if many else [value]:
+        if isinstance(v, (dict, list)) or action.choices is not None and v not in action.choices:
+            return False
+        if action.nargs == 0:  # a switch: --augment, --dry_run, ...
+            if not (isinstance(v, bool) or v == action.const):
+                return False
+            continue
+        if action.type is None:
+            if not isinstance(v, str):
+                return False
+            continue
+        try:
+            action.type(str(v))
+        except (ValueError, TypeError, argparse.ArgumentTypeError, UserError):
+            return False
+    return True
 
 
 def check_args(args):

@@ -159,14 +159,14 @@ def one_step(args, learner, data, x, y, lr, reduce=None):
 
 
 class StopSignals:
-    """SIGINT, SIGTERM, SIGUSR1 during the loop: the iteration finishes, a checkpoint is written at it, and
-    the run exits with 128 + the signal. A second SIGINT stops at once (the last checkpoint stays)."""
+    """SIGINT, SIGTERM, SIGUSR1, SIGHUP during the loop: the iteration finishes, a checkpoint is written at it,
+    and the run exits with 128 + the signal. A second SIGINT stops at once (the last checkpoint stays). A
+    signal ignored when the run starts stays ignored: SIGINT in a background job, SIGHUP under nohup."""
 
     def __enter__(self):
         self.received = None
         wanted = [signal.SIGTERM, signal.SIGUSR1]
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job keeps ignoring Ctrl-C
-            wanted.append(signal.SIGINT)
+        wanted += [s for s in (signal.SIGINT, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
         self.previous = {s: signal.signal(s, self._handle) for s in wanted}
         return self
 
@@ -218,6 +218,8 @@ def train(s, signals):
     mark = time.perf_counter()
     world = s.world
     for step in range(progress.step, plan.total):
+        if s.report.output_closed and signals.received is None:  # a closed output stops the run as SIGPIPE would
+            signals.received = signal.SIGPIPE
         if world.size > 1:  # every process stops at the same iteration
             signals.received = world.agree(signals.received or 0) or None
         if signals.received is not None:

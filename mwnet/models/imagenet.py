@@ -9,12 +9,13 @@ import contextlib
 import hashlib
 import io
 
-import torch
 import torchvision
 
 from mwnet.errors import UserError
+from mwnet.untrusted import check_state, torch_file
 
 WEIGHTS = "IMAGENET1K_V1"  # the classic ImageNet weights of the Clothing1M papers of 2017-2019
+LAST = ("fc.weight", "fc.bias")  # replaced for the dataset's classes
 
 
 def resnet50(num_classes):
@@ -34,19 +35,13 @@ def load_pretrained(model, source):
             ) from None
         recorded = {"weights": f"torchvision ResNet50_Weights.{WEIGHTS}"}
     else:
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-            with open(source, "rb") as f:
-                recorded = {"file": source, "sha256": hashlib.sha256(f.read()).hexdigest()}
-        except (OSError, RuntimeError, EOFError, ValueError) as e:
-            raise UserError(
-                f"--pretrained {source}: cannot load it ({str(e).splitlines()[0][:100]}); pass a state dict saved with torch.save"
-            ) from None
-    if not isinstance(state, dict):
-        raise UserError(f"--pretrained {source}: not a state dict of ResNet-50")
-    last = {k for k in ("fc.weight", "fc.bias") if k in state and state[k].shape != model.state_dict()[k].shape}
-    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in last}, strict=False)
-    if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
-        odd = sorted(unexpected or set(missing) - {"fc.weight", "fc.bias"})
-        raise UserError(f"--pretrained {source}: not ResNet-50's weights ({len(odd)} keys differ, {odd[0]} among them)")
+        fix = "pass a state dict of torchvision's ResNet-50 saved with torch.save (model.state_dict())"
+        state = torch_file(source, "a state dict of ResNet-50", fix, name=f"--pretrained {source}")
+        with open(source, "rb") as f:
+            recorded = {"file": source, "sha256": hashlib.sha256(f.read()).hexdigest()}
+        # the last layer may be absent or of ImageNet's 1000 classes: then the model keeps its own, new one
+        check_state(model, state, "ResNet-50's weights", fix, name=f"--pretrained {source}", skip=LAST)
+    own = model.state_dict()
+    last = {k for k in LAST if k in state and state[k].shape != own[k].shape}
+    model.load_state_dict({k: v for k, v in state.items() if k not in last}, strict=False)
     return recorded

@@ -6,7 +6,9 @@ lines; elsewhere (a log file, the runner, SLURM) there is no bar, only the lines
 appended to train.log, which survives resumes. --tensorboard adds the same numbers as TensorBoard events.
 """
 
+import io
 import math
+import os
 import sys
 import time
 
@@ -101,6 +103,18 @@ def training_line(step, total, epoch, lr, summary, eta):
     )
 
 
+def silence(stream):
+    """Points a closed stream's file descriptor at /dev/null: what Python still flushes at exit goes nowhere,
+    rather than into an "Exception ignored ... BrokenPipeError" message. (A stream without a descriptor, as
+    pytest's capture, is left as it is.)"""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, stream.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
 class Reporter:
     """Prints the lines (stdout, or stderr for errors) and appends them to train.log; a bar on a terminal, and
     off a terminal (a log file, SLURM, nohup) a progress line at least every PROGRESS_SECONDS instead."""
@@ -112,6 +126,7 @@ class Reporter:
         self.log = None if log_path is None else open(log_path, "a", buffering=1)
         self.terminal = (sys.stderr.isatty() if terminal is None else terminal) and self.log is not None
         self.bar = None
+        self.closed = []  # the streams found closed
         self.last_line = time.perf_counter()
         self.write_log(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
 
@@ -123,12 +138,29 @@ class Reporter:
         if self.log is None:
             return
         stream = sys.stderr if error else sys.stdout
-        if self.bar is not None:
-            self.bar.write(text, file=stream)
-        else:
-            print(text, file=stream, flush=True)
+        self._show(
+            lambda: self.bar.write(text, file=stream) if self.bar else print(text, file=stream, flush=True), stream
+        )
         self.log.write(text + "\n")
         self.last_line = time.perf_counter()
+
+    def _show(self, write, stream):
+        """Shows on the terminal until `stream` is closed (a pipe into `head` that ended, a terminal gone with its
+        SSH connection): from then on train.log alone gets what it would have shown, and the loop stops at the
+        iteration as on a signal (output_closed)."""
+        if stream in self.closed:
+            return
+        try:
+            write()
+        except OSError:  # EPIPE, or EIO from a terminal that hung up
+            self.closed.append(stream)
+            silence(stream)
+            if stream is sys.stderr:
+                self.bar = None
+
+    @property
+    def output_closed(self):
+        return bool(self.closed)
 
     def progress_due(self):
         """Off a terminal, whether a progress line is due: nothing printed for PROGRESS_SECONDS (no host sync)."""
@@ -149,14 +181,12 @@ class Reporter:
 
     def advance(self, epoch, lr, last_acc, best_acc):
         if self.bar is not None:
-            self.bar.set_postfix_str(
-                f"ep {epoch:.2f} lr {lr:g} acc {_num(last_acc, 2)} best {_num(best_acc, 2)}", refresh=False
-            )
-            self.bar.update(1)
+            postfix = f"ep {epoch:.2f} lr {lr:g} acc {_num(last_acc, 2)} best {_num(best_acc, 2)}"
+            self._show(lambda: (self.bar.set_postfix_str(postfix, refresh=False), self.bar.update(1)), sys.stderr)
 
     def close(self):
         if self.bar is not None:
-            self.bar.close()
+            self._show(self.bar.close, sys.stderr)
             self.bar = None
         if self.log is not None:
             self.log.close()

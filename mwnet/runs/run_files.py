@@ -26,7 +26,6 @@ import glob
 import json
 import math
 import os
-import pickle
 import shutil
 import socket
 import tempfile
@@ -38,6 +37,7 @@ from functools import cached_property
 import numpy as np
 
 from mwnet.errors import UserError
+from mwnet.untrusted import torch_file
 
 CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
 SPLIT, WEIGHTS, CURVE = "split.npz", "weights.npz", "weighting_function.csv"
@@ -183,8 +183,13 @@ def read_metrics(run_dir):
     path = os.path.join(run_dir, METRICS)
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except (OSError, ValueError) as e:  # UnicodeDecodeError among them: not text
+        raise UserError(
+            f"{path} is not readable JSON lines ({type(e).__name__}); the run directory is damaged"
+        ) from None
     records = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -200,16 +205,26 @@ def read_metrics(run_dir):
     return records
 
 
+WEIGHT_ARRAYS = ("is_noisy", "weight")  # what the readers use of save_weights's arrays
+
+
 def read_weights(run_dir):
-    """weights.npz of a finished run as a dict of arrays, or None if there is none."""
+    """weights.npz of a finished run as a dict of arrays, or None if there is none; its arrays checked (one
+    value per training sample each, the weights and noise flags among them)."""
     path = os.path.join(run_dir, WEIGHTS)
     if not os.path.exists(path):
         return None
     try:
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
+        with np.load(path) as f:  # allow_pickle=False: a pickle inside is refused, never run
+            arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise UserError(f"{path} is damaged ({type(e).__name__}); the run directory is damaged") from None
+    missing = [k for k in WEIGHT_ARRAYS if k not in arrays]
+    lengths = {a.shape for a in arrays.values()}
+    if missing or len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        what = f"no {missing[0]!r} array" if missing else "arrays of different shapes"
+        raise UserError(f"{path} is damaged ({what}); the run directory is damaged")
+    return arrays
 
 
 def status(run_dir):
@@ -488,24 +503,8 @@ class ReadOnlyRunDir(RunDir):
 def load_state(path, keys, what, state=None):
     """A checkpoint or best model (read from `path` unless given), checked for the keys this project writes.
     weights_only: loading runs no code."""
-    import torch
-
-    try:
-        if state is None:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        OSError,
-        RuntimeError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        ImportError,
-        pickle.UnpicklingError,
-    ) as e:
-        raise UserError(
-            f"{path} is not a readable {what} of this project ({type(e).__name__}); start a new run instead"
-        ) from None
+    if state is None:
+        state = torch_file(path, f"a {what} of this project", "start a new run instead")
     missing = [k for k in keys if not isinstance(state, dict) or k not in state]
     if missing:
         raise UserError(f"{path} is not a complete {what} of this project (no {missing[0]!r}); start a new run instead")

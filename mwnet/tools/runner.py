@@ -52,7 +52,10 @@ class Task:
 
 def plan_task(command):
     """What to do with one command, from what its run directory holds."""
-    words = shlex.split(command)
+    try:
+        words = shlex.split(command)
+    except ValueError as e:  # an unclosed quote
+        return Task(command, [], "?", "refused", f"not a shell command line ({e})")
     scripts = [i for i, w in enumerate(words) if os.path.basename(w) in PRESETS]
     if not scripts:
         return Task(command, words, "?", "refused", f"not a command of {' or '.join(PRESETS)}")
@@ -341,10 +344,16 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     try:
-        with open(args.commands) as f:
+        with open(args.commands, encoding="utf-8") as f:
             commands = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     except OSError as e:
         print(f"runner: cannot read {args.commands} ({e.strerror})", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print(f"runner: {args.commands} is not a text file of commands, one a line", file=sys.stderr)
+        return 2
+    if not commands:
+        print(f"runner: {args.commands} holds no command; write one command a line", file=sys.stderr)
         return 2
     if args.task is not None:
         return run_task(commands, args.task, args.gpus_per_run, args.nodes_per_run)
