@@ -31,11 +31,17 @@ def main(argv=None):
         from mwnet.engine.launch import main as train
 
         return train(command, rest)
-    if command == "split":
-        from mwnet.tools.split import command as split
+    # Each command's usage line names it as typed: "usage: python -m mwnet summarize ..." (argparse takes its
+    # program name from sys.argv[0]), for the command's life only.
+    program, sys.argv[0] = sys.argv[0], f"python -m mwnet {command}"
+    try:
+        if command == "split":
+            from mwnet.tools.split import command as split
 
-        return split(rest)
-    return importlib.import_module(f"mwnet.tools.{command}").main(rest)
+            return split(rest)
+        return importlib.import_module(f"mwnet.tools.{command}").main(rest)
+    finally:
+        sys.argv[0] = program
 
 
 if __name__ == "__main__":

@@ -188,3 +188,19 @@ def test_fashion_mnist_where_torchvision_downloads_it(tmp_path):
     write_fashion(str(tmp_path / "FashionMNIST" / "raw"), per_class=30)
     images, labels, _ = load_arrays("fashionmnist", str(tmp_path), True)
     assert images.shape == (300, 32, 32, 3) and len(labels) == 300
+
+
+@pytest.mark.parametrize("folder", ["existing", "new"])
+def test_a_failed_download_leaves_no_lock_and_no_folder_it_made(tmp_path, monkeypatch, folder):
+    import torchvision.datasets as tvd
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    root = tmp_path / "data"
+    if folder == "existing":
+        root.mkdir()
+    with pytest.raises(UserError, match="could not download cifar10 into"):
+        load_arrays("cifar10", str(root), True, download=True)
+    assert (sorted(os.listdir(root)) == []) if folder == "existing" else not root.exists()

@@ -8,7 +8,7 @@ import torch
 from conftest import MW, SMALL_WRN, WRN, assert_one_line_error, run_cli, run_main
 
 from mwnet.engine.components import build_learner, numerics, set_numerics
-from mwnet.engine.options import PRECISIONS, build_parser, given_flags, parse_args
+from mwnet.engine.options import PRECISIONS, build_parser, given_flags, name_baseline, parse_args
 from mwnet.engine.training import make_plan
 from mwnet.errors import UserError
 from mwnet.runs.run_files import default_run_name
@@ -137,17 +137,37 @@ def test_given_flags_are_those_on_the_command_line():
     assert given_flags(MW, []) == {}
 
 
+def run_name(script, argv):
+    args = parse_args(script, argv)
+    return default_run_name(vars(args), name_baseline(args))
+
+
 def test_default_run_folders_never_collide():
-    """The original README's two commands, one after the other: two folders named from their configuration."""
+    """The original README's two commands, one after the other: two folders named from their configuration;
+    every flag that changes the numbers makes another folder, however it is typed, and the same configuration
+    keeps its folder."""
     argv = ["--dataset", "cifar10", "--corruption_type", "unif", "--corruption_prob", "0.6"]
-    mw, wrn = (default_run_name(vars(parse_args(s, argv))) for s in (MW, WRN))
+    mw, wrn = (run_name(s, argv) for s in (MW, WRN))
     assert mw == "resnet32-cifar10-unif0.6-mwnet-s1" and wrn == "wrn-28-10-cifar10-unif0.6-mwnet-s1"
-    names = {
-        default_run_name(vars(parse_args(MW, a))) for a in ([], ["--method", "erm"], ["--seed", "2"], ["--dry_run"])
-    }
-    assert len(names) == 4
-    lt = parse_args(MW, ["--imb_factor", "100", "--corruption_prob", "0", "--num_meta", "100"])
-    assert default_run_name(vars(lt)) == "resnet32-cifar10-imb100-mwnet-s1"
+    sweep = [[], ["--method", "erm"], ["--seed", "2"], ["--dry_run"], ["--lr", "0.05"], ["--lr", "0.050001"]]
+    sweep += [["--batch_size", "64"], ["--milestones"], ["--milestones", "80"], ["--no-augment"], ["--layers", "8"]]
+    sweep += [["--lr", "0.05", "--batch_size", "64", "--momentum", "0.8", "--epochs", "10", "--milestones", "5"]]
+    sweep += [["--lr", "0.05", "--batch_size", "64", "--momentum", "0.8", "--epochs", "10", "--milestones", "6"]]
+    names = [run_name(MW, a) for a in sweep]
+    assert len(set(names)) == len(sweep), names
+    assert (
+        names[4] == "resnet32-cifar10-unif0.4-mwnet-lr0.05-s1"
+        and names[7] == "resnet32-cifar10-unif0.4-mwnet-msnone-s1"
+    )
+    assert names[-1].startswith("resnet32-cifar10-unif0.4-mwnet-x") and names[-1].endswith("-s1")  # many: a digest
+    assert run_name(MW, ["--lr", "0.05"]) == run_name(MW, ["--learning-rate=0.050", "--lr", "0.05"])
+    assert run_name(MW, ["--lr", "0.1", "--device", "cpu", "--print-freq", "5"]) == run_name(
+        MW, []
+    )  # defaults, free flags
+    lt = ["--imb_factor", "100", "--corruption_prob", "0", "--num_meta", "100"]
+    assert run_name(MW, lt) == "resnet32-cifar10-imb100-mwnet-meta100-s1"
+    assert run_name(MW, ["--protocol", "laptop"]) == "smallcnn-fashionmnist-unif0.4-sub5000-laptop-mwnet-s1"
+    assert run_name(MW, ["--dataset", "clothing1m"]) == "resnet50-clothing1m-web-mwnet-s1"
 
 
 def test_precision_flag_maps_to_the_documented_settings():
@@ -239,3 +259,32 @@ def test_what_needs_no_data_is_refused_before_the_data_is_looked_for(capsys, tmp
     result = run_main(capsys, MW, "--dataset", "cifar10", "--data_path", str(tmp_path / "none"), *args)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "none").exists()
+
+
+def test_flags_as_people_type_them(capsys):
+    """Hyphens or underscores in any flag of the scripts and the tools; the nearest flag for a mistyped one;
+    each command's usage line names the command as typed."""
+    from mwnet.__main__ import main as mwnet
+
+    typed = parse_args(
+        MW, ["--corruption-prob", "0.6", "--data-path=/d", "--eval-every", "2", "--weight_decay", "1e-3"]
+    )
+    assert (typed.corruption_prob, typed.data_path, typed.eval_every, typed.weight_decay) == (0.6, "/d", 2, 1e-3)
+    assert vars(typed) == vars(
+        parse_args(MW, ["--corruption_prob", "0.6", "--data_path", "/d", "--eval_every", "2", "--wd", "1e-3"])
+    )
+    with pytest.raises(
+        UserError, match=r"unrecognized arguments: --eval_evry 3; did you mean --eval_every\? \(see --help\)"
+    ):
+        parse_args(MW, ["--eval_evry", "3"])
+    with pytest.raises(UserError, match=r"unrecognized arguments: --bogus$|unrecognized arguments: --bogus \(see"):
+        parse_args(MW, ["--bogus"])
+    help_text = build_parser(MW).format_help()
+    assert "--corruption_prob" in help_text and "--corruption-prob" not in help_text  # one spelling listed
+    with pytest.raises(SystemExit):
+        mwnet(["summarize", "--weigths"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m mwnet summarize") and "did you mean --weights?" in err
+    with pytest.raises(SystemExit):
+        mwnet(["runner", "--gpus_per_run", "2", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m mwnet runner")

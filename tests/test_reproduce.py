@@ -81,7 +81,7 @@ def test_summarize_means_paper_and_missing_cells(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "### Flip noise (flip2), ResNet-32: cifar10" in text
     assert "best 90.50 ± 0.71, last 89.50 ± 0.71 (n=2); paper 90.33 ± 0.61 (+0.17)" in text
-    assert "best 70.00 ± 0.00, last 65.00 ± 0.00 (n=1); paper 76.83 ± 2.30 (-6.83)" in text
+    assert "best 70.00, last 65.00 (n=1); paper 76.83 ± 2.30 (-6.83)" in text
     assert "missing; paper 87.86 ± 0.36" in text  # L2RW at 20 %: no finished seed
     assert "| Plain, same schedule | missing | missing | missing |" in text  # no paper figure for this row
     assert "| MW-Net | missing | clean 0.900 / noisy 0.200 (n=2) | missing |" in text
@@ -102,7 +102,7 @@ def test_summarize_leaves_out_dry_unfinished_diverged_and_misplaced_runs(tmp_pat
     fake_run(cell / "seed5", 99.0, 99.0, flip_flags("0.4", 5))  # a 40 % run in the 20 % folder
     assert summarize.main(["--runs", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "best 90.00 ± 0.00, last 89.00 ± 0.00 (n=1)" in text
+    assert "best 90.00, last 89.00 (n=1)" in text
     assert "Left out: 1 diverged, 1 dry run, 1 unfinished" in text
     assert "Not in the table: 1 finished runs whose folder or flags are none of its settings and rows" in text
     assert (
@@ -128,8 +128,8 @@ def test_flip_and_flip2_make_separate_rows(tmp_path, capsys):
         fake_run(run, best, best, flip_flags("0.4", kind=kind))
     summarize.main(["--runs", str(tmp_path)])
     rows = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| MW-Net")}
-    assert "best 80.00 ± 0.00, last 80.00 ± 0.00 (n=1)" in rows["| MW-Net (flip)"]
-    assert "best 90.00 ± 0.00, last 90.00 ± 0.00 (n=1)" in rows["| MW-Net (flip2)"]
+    assert "best 80.00, last 80.00 (n=1)" in rows["| MW-Net (flip)"]
+    assert "best 90.00, last 90.00 (n=1)" in rows["| MW-Net (flip2)"]
 
 
 def test_summarize_remark_and_no_runs(tmp_path, capsys):
@@ -478,3 +478,32 @@ def test_every_finished_run_of_a_table_is_shown_or_named(tmp_path, capsys):
     assert len([r for r in rows if r["n"] == "1"]) == 24  # 6 settings x 4 rows, each with its run
     assert "| | unif_p0.4 | unif_p0.6 | flip2_p0.2 | flip2_p0.4 | flip_p0.2 | flip_p0.4 |" in out.stdout
     assert f"- {odd}: MW-Net.py --method mwnet --dataset fashionmnist" in out.stdout
+
+
+def test_runs_made_by_hand_get_their_own_folders_and_a_table_by_configuration(capsys, tmp_path, monkeypatch):
+    """Two runs with no --out that differ in --lr land in two folders; --like re-runs one with another seed;
+    summarize over their parent prints one row per lr (n=1 without a spread), lr the one column of flags."""
+    write_fashion(str(tmp_path / "fm"))
+    monkeypatch.chdir(tmp_path)
+    flags = ["--dataset", "fashionmnist", "--data_path", str(tmp_path / "fm"), *SHORT]
+    for lr in ("0.05", "0.02"):
+        assert run_main(capsys, MW, *flags, "--lr", lr).returncode == 0
+    lrs = {json.load(open(os.path.join("runs", n, "config.json")))["lr"]: n for n in os.listdir("runs")}
+    assert sorted(lrs) == [0.02, 0.05]  # two folders (named with a digest: SHORT differs in six flags)
+    result = run_main(capsys, MW, "--like", os.path.join("runs", lrs[0.05]), "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    again = json.load(open(os.path.join("runs", lrs[0.05][: -len("s1")] + "s2", "config.json")))
+    assert again["seed"] == 2 and again["lr"] == 0.05 and again["epochs"] == 0.2 and again["dataset"] == "fashionmnist"
+    for name in os.listdir("runs"):  # the mark of runs made from a checkout with local changes: on one of them
+        path = os.path.join("runs", name, "config.json")
+        config = json.load(open(path))
+        config["environment"]["git_changes"] = name == lrs[0.05]
+        json.dump(config, open(path, "w"))
+    assert summarize.main(["--runs", "runs"]) == 0
+    out = capsys.readouterr().out
+    assert "Every row: script MW-Net.py, dataset fashionmnist, arch smallcnn, method mwnet," in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| lr | best | last | n |" and len(rows) == 3
+    assert rows[1].startswith("| 0.02 | ") and " ± " not in rows[1] and rows[1].endswith(" | 1 |")
+    assert rows[2].startswith("| 0.05 | ") and rows[2].count(" ± ") == 2 and rows[2].endswith(" | 2† |")
+    assert "† from code with local changes (config.json: environment.git_changes)" in out

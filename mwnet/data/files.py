@@ -124,14 +124,26 @@ def _cifar_arrays(root, name, train, download):
 
 @contextlib.contextmanager
 def _download_lock(root):
+    """One download at a time into `root`; the lock file goes when the download ends, however it ends (and so
+    does `root` if it was made for it and stayed empty). A process still waiting on the removed file then
+    finds the data there, or tries the download itself."""
+    created = not os.path.isdir(root)
+    path = os.path.join(root, ".download.lock")
     try:
         os.makedirs(root, exist_ok=True)
-        f = open(os.path.join(root, ".download.lock"), "a")
+        f = open(path, "a")
     except OSError as e:
         raise UserError(f"cannot write to {root} ({e.strerror}); pass a writable --data_path") from None
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    try:
+        with f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
 
 
 def _download(fetch, root, name):

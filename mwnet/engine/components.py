@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import mwnet
 from mwnet.data import cifar_n, subset
 from mwnet.data.catalog import MEAN_STD, NUM_CLASSES, STREAMED
 from mwnet.data.clothing1m import read_clothing1m
@@ -281,13 +282,30 @@ def build_learner(args, num_classes, device, seed):
     return Learner(model, vnet, optimizer, vnet_optimizer)
 
 
-def environment(device):
+def git_state():
+    """(commit, whether tracked files differ from it, SHA-256 of `git diff HEAD`) of the checkout the package
+    runs from; (None, None, None) outside a git checkout (an installed wheel) or without git."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*words):
+        out = subprocess.run(["git", *words], cwd=package, capture_output=True, timeout=10)
+        return out.stdout if out.returncode == 0 else None
+
     try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() or None
+        top = git("rev-parse", "--show-toplevel")
+        # an installed package inside some other repository (a venv in a user's project) is no checkout of ours
+        ours = top is not None and os.path.realpath(top.decode().strip()) == os.path.realpath(os.path.dirname(package))
+        commit = git("rev-parse", "HEAD") if ours else None
+        diff = git("diff", "HEAD") if commit else None
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        return None, None, None
+    if not commit or diff is None:
+        return None, None, None
+    return commit.decode().strip(), bool(diff), hashlib.sha256(diff).hexdigest() if diff else None
+
+
+def environment(device):
+    commit, dirty, diff = git_state()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return {
         "python": platform.python_version(),
@@ -298,6 +316,9 @@ def environment(device):
         "device_name": name,
         "cpu_threads": torch.get_num_threads(),
         "numerics": numerics(),
+        "mwnet": mwnet.__version__,
         "git_commit": commit,
+        "git_changes": dirty,  # tracked files edited since the commit: the numbers may come from other code
+        "git_diff_sha256": diff,
         "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
     }

@@ -24,7 +24,7 @@ from mwnet.engine.components import (
     set_numerics,
 )
 from mwnet.engine.loop_state import Progress, Tally, restore
-from mwnet.engine.options import args_from_stored, given_flags, parse_args
+from mwnet.engine.options import args_from_stored, given_flags, name_baseline, parse_args
 from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
 from mwnet.models import build_model
@@ -261,7 +261,7 @@ def finish(s, outcome, detail):
 def resolve(script, args, argv):
     """A fresh run's directory, or a resumed run's flags: its own, stored, with only free flags given beside."""
     if not args.resume:
-        args.out = args.out or os.path.join("runs", args.name or default_run_name(vars(args)))
+        args.out = args.out or os.path.join("runs", args.name or default_run_name(vars(args), name_baseline(args)))
         return args
     path = args.resume
     run_dir = path

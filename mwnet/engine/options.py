@@ -9,6 +9,7 @@ import argparse
 import math
 import re
 
+from mwnet.cli import Parser
 from mwnet.data.catalog import DATASETS, NUM_CLASSES, STREAMED
 from mwnet.data.cifar_n import HUMAN_LABELS, VARIANTS
 from mwnet.data.noise import CORRUPTION_TYPES
@@ -85,16 +86,17 @@ PROTOCOLS = {
 PRECISIONS = {"fp32": (False, False), "tf32": (True, False), "bf16": (False, True)}
 
 
-class OneLineParser(argparse.ArgumentParser):
+class OneLineParser(Parser):
     """argparse that reports a bad flag as a UserError: one line, exit code 2, no usage block. A negative
-    number in any notation (-1e-3, -inf) is a value, not a flag, so that its check can say what is wrong."""
+    number in any notation (-1e-3, -inf) is a value, not a flag, so that its check can say what is wrong.
+    Flags with hyphens or underscores, and a suggestion for an unknown one: cli.Parser."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
 
     def error(self, message):
-        raise UserError(f"{message} (see --help)")
+        raise UserError(f"{message}{self.suggestion(message)} (see --help)")
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -373,6 +375,11 @@ def build_parser(script):
         help="print the test loss and accuracy of a run directory, checkpoint.pt or model_best.pt, then exit",
     )
     n.add_argument(
+        "--like",
+        default="",
+        help="a new run with the flags of this run directory (or its config.json); flags given override them (another --seed, say)",
+    )
+    n.add_argument(
         "--tensorboard",
         action="store_true",
         help="also write TensorBoard events to <run>/tb (needs: pip install tensorboard)",
@@ -390,13 +397,20 @@ def apply_preset(args, preset, unit, given):
 
 
 def parse_args(script, argv):
-    args = build_parser(script).parse_args(argv)
+    parser = build_parser(script)
+    args = parser.parse_args(argv)
+    given = set(given_flags(script, argv))
+    if args.like:  # the run's flags become the defaults; the presets below then leave every one of them as it is
+        stored = like_flags(script, args.like)
+        parser.set_defaults(**stored)
+        args = parser.parse_args(argv)
+        given |= set(stored)
     unit = PRESETS[script]["unit"]
     if args.protocol:
-        apply_preset(args, PROTOCOLS[args.protocol], unit, given_flags(script, argv))
+        apply_preset(args, PROTOCOLS[args.protocol], unit, given)
     if args.dataset in DATASET_PRESETS:
-        given = given_flags(script, argv)
-        if {"corruption_prob", "corruption_type", "imb_factor"} & set(given):
+        typed = given_flags(script, argv)
+        if {"corruption_prob", "corruption_type", "imb_factor"} & set(typed):
             raise UserError(
                 f"--dataset {args.dataset} brings its own label noise; leave --corruption_prob, --corruption_type and --imb_factor out"
             )
@@ -419,6 +433,28 @@ def parse_args(script, argv):
     args.sampling = PRESETS[script]["sampling"]
     check_args(args)
     return args
+
+
+def like_flags(script, path):
+    """--like RUN: the flags RUN was made with, checked as a resume checks them, but those that name the run
+    and its directory (which a new run gets for itself)."""
+    import os
+
+    from mwnet.runs.run_files import CONFIG, read_json
+
+    file = os.path.join(path, CONFIG) if os.path.isdir(path) else path
+    stored = read_json(file)
+    if stored is None:
+        raise UserError(f"--like {path}: no {file}; pass a run directory or its {CONFIG}")
+    args = args_from_stored(script, stored, {}, f"--like {path}")
+    own = ("out", "name", "resume", "evaluate", "like", *DERIVED)
+    return {k: v for k, v in vars(args).items() if k not in own}
+
+
+def name_baseline(args):
+    """The flags of a run given only its script, dataset and protocol: what its default name leaves unsaid."""
+    argv = ["--dataset", args.dataset] + (["--protocol", args.protocol] if args.protocol else [])
+    return vars(parse_args(args.script, argv))
 
 
 def given_flags(script, argv):
@@ -444,9 +480,8 @@ def args_from_stored(script, stored, given, source):
     flags = merge_given(stored, given, source)
     if set(flags) != expected:
         odd = sorted(set(flags) ^ expected)
-        raise UserError(
-            f"{source} was made by another version of this code (flags differ: {', '.join(odd)}); start a new run"
-        )
+        named = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise UserError(f"{source} was made by another version of this code (flags differ: {named}); start a new run")
     for action in build_parser(script)._actions:
         if action.dest in flags and not _stored_value_fits(action, flags[action.dest]):
             raise UserError(

@@ -23,6 +23,7 @@ import csv
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import math
 import os
@@ -55,6 +56,7 @@ FREE_FLAGS = (
     "out",
     "name",
     "resume",
+    "like",
     "evaluate",
     "device",
     "data_path",
@@ -312,8 +314,38 @@ def merge_given(stored, given, source):
     return flags
 
 
-def default_run_name(config):
-    """runs/<arch>-<dataset>-<noise or imbalance>-<method>-s<seed>, so that different runs never share a folder."""
+# Short forms of flags in run names (others go by their own name).
+SHORT_NAMES = {
+    "batch_size": "bs",
+    "epochs": "ep",
+    "iters": "it",
+    "milestones": "ms",
+    "eval_every": "ev",
+    "num_meta": "meta",
+    "momentum": "mom",
+    "weight_decay": "wd",
+    "nesterov": "nest",
+    "vnet_optimizer": "vopt",
+    "normalize_weights": "norm",
+    "precision": "prec",
+    "augment": "aug",
+}
+NAMED_FLAGS = 4  # more flags than this beside the defaults: a digest of them instead
+
+
+def _name_value(value):
+    if isinstance(value, list):
+        return "_".join(_name_value(v) for v in value) or "none"
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same float: 0.05 and 0.050001 stay apart
+    return "none" if value is None else str(value)
+
+
+def default_run_name(config, baseline):
+    """runs/<arch>-<dataset>-<noise or imbalance>-<method>[-<other flags>]-s<seed>: the flags that change the
+    numbers and differ from `baseline` (the script's defaults for the dataset and protocol) beside the ones the
+    name always says, in short forms (lr0.05-bs64), or a digest of them when they are many. Any two
+    configurations get two names; the same configuration, however typed, the same name."""
     arch = config["arch"] if config["arch"] != "wrn" else f"wrn-{config['layers']}-{config['widen_factor']}"
     noise = f"{config['corruption_type']}{config['corruption_prob']:g}"
     if config["corruption_type"] == "human":
@@ -324,8 +356,20 @@ def default_run_name(config):
         noise = f"imb{config['imb_factor']:g}" + (f"-{noise}" if config["corruption_prob"] else "")
     if config.get("train_subset"):
         noise += f"-sub{config['train_subset']}"
+    if config.get("protocol"):
+        noise += f"-{config['protocol']}"
+    said = {"arch", "dataset", "corruption_type", "corruption_prob", "human_labels", "imb_factor", "train_subset"}
+    said |= {"protocol", "method", "seed", "dry_run"} | (
+        {"layers", "widen_factor"} if config["arch"] == "wrn" else set()
+    )
+    others = {k: v for k, v in sorted(numbers_config(config).items()) if k not in said and v != baseline.get(k)}
+    if len(others) > NAMED_FLAGS:
+        digest = hashlib.sha256(json.dumps(others, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        extra = f"-x{digest}"
+    else:
+        extra = "".join(f"-{SHORT_NAMES.get(k, k)}{_name_value(v)}" for k, v in others.items())
     dry = "-dry" if config.get("dry_run") else ""
-    return f"{arch}-{config['dataset']}-{noise}-{config['method']}-s{config['seed']}{dry}"
+    return f"{arch}-{config['dataset']}-{noise}-{config['method']}{extra}-s{config['seed']}{dry}"
 
 
 # ---------------------------------------------------------------- the run directory, owned by one process

@@ -10,12 +10,12 @@ last test accuracy beside plain training's, MW-Net's learned weighting function,
 of noisy samples, and the figures (RUNS/figures).
 """
 
-import argparse
 import os
 import shlex
 import sys
 import tempfile
 
+from mwnet.cli import Parser
 from mwnet.errors import UserError
 from mwnet.runs.run_files import config_differences, read_run
 
@@ -96,7 +96,7 @@ def report(dirs, prob, seed):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m mwnet laptop",
         description="MW-Net beside plain training on the laptop protocol (two CPU processes), then the comparison.",
     )

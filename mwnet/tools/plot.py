@@ -13,7 +13,6 @@ seed. Labels name the method as the tables do (MW-Net, L2RW, Plain (same schedul
 schedule)) and add the settings that tell two curves apart, or come from --labels.
 """
 
-import argparse
 import os
 import sys
 
@@ -23,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mwnet.cli import Parser
 from mwnet.errors import UserError  # noqa: E402
 from mwnet.models import model_label  # noqa: E402
 from mwnet.runs.run_files import config_key, numbers_config, read_run  # noqa: E402
@@ -231,7 +231,7 @@ FIGURES = {
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Plot the paper's figures from run directories.")
+    p = Parser(description="Plot the paper's figures from run directories.")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
     p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (default: png)")

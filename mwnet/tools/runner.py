@@ -18,7 +18,6 @@ named; the exit code is 1 if any run was refused, failed or diverged, 130 after 
 The table scripts (scripts/table_*.sh) produce such lists and call this.
 """
 
-import argparse
 import collections
 import os
 import shlex
@@ -29,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from mwnet.cli import Parser
 from mwnet.engine.options import PRESETS, parse_args
 from mwnet.errors import UserError
 from mwnet.runs import run_files
@@ -309,7 +309,7 @@ def run_task(commands, index, processes=1, nodes=1):
 
 def main(argv=None):
     env = os.environ.get
-    p = argparse.ArgumentParser(description="Run training commands one per GPU, or write a SLURM job array.")
+    p = Parser(description="Run training commands one per GPU, or write a SLURM job array.")
     p.add_argument("commands", help="file with one command per line")
     p.add_argument(
         "--gpus", default=None, help="comma-separated GPU ids, or cpu (default: every visible GPU, else cpu)"

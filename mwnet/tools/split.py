@@ -6,11 +6,11 @@
 Writes nothing unless --out is given.
 """
 
-import argparse
 import sys
 
 import numpy as np
 
+from mwnet.cli import Parser
 from mwnet.data.catalog import DATASETS, NUM_CLASSES
 from mwnet.data.files import default_root, load_arrays
 from mwnet.data.noise import CORRUPTION_TYPES, make_noisy_split
@@ -18,7 +18,7 @@ from mwnet.errors import UserError
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Build a noisy split and print what it holds.")
+    p = Parser(description="Build a noisy split and print what it holds.")
     p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="(default: cifar10)")
     p.add_argument(
         "--data_path",

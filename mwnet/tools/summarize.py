@@ -1,4 +1,4 @@
-"""Tables of finished runs in the paper's layout, with the paper's numbers beside ours.
+"""Tables of finished runs in the paper's layout, with the paper's numbers beside ours, and of any other runs.
 
 Reads RUNS/<table>/<dataset>/<setting>/<row>/seed<k> (the table scripts' layout) through run_files.py
 and prints, per table and dataset, mean ± std over seeds of the best and of the last test accuracy, the
@@ -6,14 +6,14 @@ number of seeds, and the paper's figure with our best minus it. A cell without r
 never zero. A cell holds one configuration: runs that differ in anything but the seed and the free flags
 (run_files.FREE_FLAGS) are reported as a conflict, never averaged. Dry runs, unfinished and diverged
 runs, and runs whose flags do not match their folder are left out of the table, and counted below it.
-flip and flip2 noise are separate rows.
+flip and flip2 noise are separate rows. Run directories anywhere else under RUNS (made by hand, a sweep of
+one's own) make one more table, a row per configuration (tools/by_config.py).
 
     python scripts/summarize.py --runs runs                       # Markdown, every table found
     python scripts/summarize.py --runs runs --csv results.csv     # also a CSV, one row per cell
     python scripts/summarize.py --runs runs --weights             # also the clean / noisy sample weights
 """
 
-import argparse
 import collections
 import csv
 import glob
@@ -23,9 +23,12 @@ import os
 import sys
 from dataclasses import dataclass
 
+from mwnet.cli import Parser
 from mwnet.data.cifar_n import HUMAN_LABELS
 from mwnet.errors import UserError
 from mwnet.runs.run_files import config_differences, config_key, read_run, write_text_atomic
+from mwnet.tools import by_config
+from mwnet.tools.by_config import CHANGED, changed_code, fmt_mean, mean_std, why_unfinished
 
 ROWS = [
     ("mwnet", "MW-Net"),
@@ -169,28 +172,7 @@ def rows_of(spec):
     return [(row, name) for row, name in ROWS if row in spec.get("rows", dict(ROWS))]
 
 
-def mean_std(values):
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
-
-
 MISPLACED = "misplaced (its flags do not match its folder)"
-
-
-def why_unfinished(run):
-    """None for a finished, non-dry run with its accuracies, else why it is no result."""
-    if run.config is None or run.results is None:
-        return "unfinished"
-    if run.config.get("dry_run"):
-        return "dry run"
-    if run.status != "finished":
-        return run.status
-    if not all(isinstance(run.results.get(k), int | float) for k in ("best_test_acc", "last_test_acc")):
-        return "damaged (results.json without its accuracies)"
-    return None
 
 
 def why_left_out(run, table, dataset, setting, row):
@@ -294,7 +276,7 @@ def make_cell(table, dataset, variant, level, row, label, runs):
     cell.update(paper=paper[0] if paper else None, paper_std=paper[1] if paper else None)
     reported = last_mean if spec.get("reported") == "last" else best_mean  # what the paper's figure is of
     cell["diff"] = reported - paper[0] if paper and reported is not None else None
-    cell.update(weight_stats(group), conflict=conflict)
+    cell.update(weight_stats(group), conflict=conflict, changed_code=changed_code(group))
     return cell
 
 
@@ -331,7 +313,8 @@ def fmt_cell(c):
     elif c["n"] == 0:
         ours = "missing"
     else:
-        ours = f"best {c['best_mean']:.2f} ± {c['best_std']:.2f}, last {c['last_mean']:.2f} ± {c['last_std']:.2f} (n={c['n']})"
+        best, last = fmt_mean(c["best_mean"], c["best_std"], c["n"]), fmt_mean(c["last_mean"], c["last_std"], c["n"])
+        ours = f"best {best}, last {last} (n={c['n']}){CHANGED if c['changed_code'] else ''}"
     if c["paper"] is None:
         return ours
     paper = f"{c['paper']:.2f}" + (f" ± {c['paper_std']:.2f}" if c["paper_std"] is not None else "")
@@ -374,6 +357,8 @@ def markdown(runs, table, dataset, weights=False):
             row_cells = [c for c in table_cells if c["label"] == label]
             if row_cells[0]["row"] in WEIGHT_ROWS:
                 lines.append(f"| {label} | " + " | ".join(fmt_weights(c) for c in row_cells) + " |")
+    if any(c["changed_code"] for c in table_cells):
+        lines += ["", f"{CHANGED} from code with local changes (config.json: environment.git_changes)"]
     if runs_of.not_in_table:
         n = len(runs_of.not_in_table)
         lines += ["", f"Not in the table: {n} finished runs whose folder or flags are none of its settings and rows"]
@@ -414,7 +399,7 @@ def write_csv(path, all_cells):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Summarise finished runs beside the paper's tables.")
+    p = Parser(description="Summarise finished runs beside the paper's tables.")
     p.add_argument("--runs", default="runs", help="root of the run directories (default: runs)")
     p.add_argument(
         "--table", choices=sorted(TABLES), action="append", help="only these tables (default: every table found)"
@@ -434,15 +419,23 @@ def main(argv=None):
         sys.stderr.write(f"summarize: --csv {args.csv}: its folder does not exist; create it or choose another path\n")
         return 2
     pairs = [(t, d) for t, d in found_tables(args.runs) if not args.table or t in args.table]
-    if not pairs:
+    # Runs outside the table scripts' folders (made by hand, a sweep of one's own): one table, by configuration.
+    others = [] if args.table else by_config.run_dirs(args.runs, skip=[os.path.join(args.runs, t) for t in TABLES])
+    finished = bool(others) and bool(by_config.group(others)[0])
+    if not pairs and not finished:
         dry = os.path.join(args.runs, "dry")
-        hint = "run a table script first (scripts/table_*.sh)"
+        hint = "run a table script (scripts/table_*.sh) or a training script first"
+        if others:
+            counts = collections.Counter(reason.split(":")[0] for _, reason in by_config.group(others)[1])
+            hint = f"of its {len(others)} run directories none is finished ({', '.join(f'{n} {r}' for r, n in sorted(counts.items()))})"
         if found_tables(dry):  # a dry table's runs: a smoke test, never a result
             hint = f"the runs under {dry} are dry runs, which are never results (summarize --runs {dry} lists them as left out); run the table script without DRY_RUN"
-        sys.stderr.write(f"summarize: no table folders under {args.runs}; {hint}\n")
+        sys.stderr.write(f"summarize: no finished run under {args.runs}; {hint}\n")
         return 2
     for table, dataset in pairs:
         print(markdown(args.runs, table, dataset, args.weights))
+    if others:
+        print(by_config.markdown(args.runs, others, args.weights))
     if args.csv:
         try:
             write_csv(args.csv, [c for t, d in pairs for c in cells(args.runs, t, d)[0]])
