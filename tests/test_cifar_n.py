@@ -243,7 +243,7 @@ def test_the_table_plans_four_settings_of_three_rows_and_the_summary_keeps_them_
     assert summarize.main(["--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| | aggre | random1 | worse |" in out and "| | noisy |" in out
-    assert "| MW-Net | best 80.00 ± 0.00, last 80.00 ± 0.00 (n=1) | missing | best 60.00" in out
+    assert "| MW-Net | best 80.00, last 80.00 (n=1) | missing | best 60.00" in out
     assert "Plain, BaseModel schedule" not in out  # the table's rows: MW-Net, L2RW, plain training
 
 

@@ -183,9 +183,15 @@ def test_plot_series_labels_axes_and_panels(tmp_path):
         for p in ("a/mwnet/seed1", "a/mwnet/seed2", "b/mwnet/seed1", "b/erm_long/seed1", "c/run", "d/l2rw/seed1")
     ]
     series = plot.make_series(paths)
-    labels = sorted(s.label for s in series)
-    assert labels == ["L2RW", "MW-Net, unif 40%", "MW-Net, unif 60%", "Plain (BaseModel schedule)", "Plain training"]
-    two_seeds = next(s for s in series if s.label == "MW-Net, unif 40%")
+    labels = sorted(s.label.replace("\xa0", " ") for s in series)  # no-break spaces keep "flag value" together
+    assert labels == [  # each curve: its name, and the settings in which the curves plotted differ
+        "L2RW, unif 40%, epochs 120",
+        "MW-Net, unif 40%, epochs 120",
+        "MW-Net, unif 60%, epochs 120",
+        "Plain (BaseModel schedule), unif 40%, epochs 120",
+        "Plain training, unif 40%, epochs 3",
+    ]
+    two_seeds = next(s for s in series if s.label.startswith("MW-Net, unif\xa040%"))
     x, mean, low, high = plot.vnet_curves(two_seeds)
     assert len(two_seeds.runs) == 2 and np.all(low < high) and np.all((low <= mean) & (mean <= high))
     with plot.plt.rc_context(plot.STYLE):
@@ -210,9 +216,9 @@ def test_plot_marks_dry_diverged_and_unfinished_runs(tmp_path):
     plot_run(tmp_path / "part" / "erm_long" / "seed1", "erm")
     (tmp_path / "part" / "erm_long" / "seed1" / "results.json").unlink()
     paths = [str(tmp_path / p) for p in ("dry/mwnet/seed1", "div/l2rw/seed1", "part/erm_long/seed1")]
-    labels = [s.label for s in plot.make_series(paths)]
+    labels = [s.label.replace("\xa0", " ") for s in plot.make_series(paths)]
     assert labels == ["MW-Net [dry run]", "L2RW [diverged]", "Plain (BaseModel schedule) [started]"]
-    assert [s.label for s in plot.make_series(paths, labels=["a", "b", "c"])] == [
+    assert [s.label.replace("\xa0", " ") for s in plot.make_series(paths, labels=["a", "b", "c"])] == [
         "a [dry run]",
         "b [diverged]",
         "c [started]",

@@ -346,7 +346,7 @@ def build_parser(script):
         "--eval_every",
         type=count,
         default=preset["eval_every"],
-        help=f"evaluate on the test set (and write a checkpoint) every this many {unit}",
+        help=f"evaluate on the test set every this many {unit} (a checkpoint follows when --checkpoint_every says one is due)",
     )
     n.add_argument(
         "--checkpoint_every",

@@ -92,6 +92,7 @@ def markdown(root, paths, weights=False):
         configs = [numbers_config(runs[0].config) for runs in rows.values()]
         keys = sorted({k for c in configs for k in c} - {"seed"})
         differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+        differ.sort(key=lambda k: (IDENTITY.index(k) if k in IDENTITY else len(IDENTITY), k))  # method, then lr ...
         shared = [f"{k} {_value(configs[0].get(k))}" for k in IDENTITY if k not in differ and k in configs[0]]
         lines += [f"Every row: {', '.join(shared)}.", ""] if shared else []
         header = [*differ, "best", "last", "n"] + (["weight clean / noisy"] if weights else [])

@@ -15,6 +15,7 @@ schedule)) and add the settings that tell two curves apart, or come from --label
 
 import os
 import sys
+import textwrap
 
 import matplotlib
 
@@ -42,7 +43,7 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 def describe(config):
     """The settings of a configuration, in words, keyed so that differing ones can be picked out."""
     c = numbers_config(config)
-    noise = f"{c.get('corruption_type')} {100 * c.get('corruption_prob', 0):g}%"
+    noise = f"{c.get('corruption_type')}\u00a0{100 * c.get('corruption_prob', 0):g}%"
     if c.get("corruption_type") == "human":
         noise = f"human labels ({c.get('human_labels')})"
     words = {"model": model_label(c), "dataset": c.get("dataset"), "noise": noise}
@@ -50,9 +51,18 @@ def describe(config):
         words["imbalance"] = f"imbalance {c['imb_factor']:g}"
     skip = {"arch", "layers", "widen_factor", "droprate", "dataset", "corruption_type", "corruption_prob", "imb_factor"}
     skip |= {"human_labels", "noise_file"}
-    skip |= {"seed", "method", "script", "unit", "sampling"}
-    words.update({k: f"{k} {v}" for k, v in c.items() if k not in skip})
+    skip |= {"seed", "method", "script", "unit", "sampling", "dry_run"}  # the method names the curve; [dry run] marks
+    # a no-break space inside each "flag value": a wrapped label breaks between settings, never within one
+    words.update({k: f"{k}\u00a0{_value(v)}" for k, v in c.items() if k not in skip})
     return words
+
+
+def _value(v):
+    if isinstance(v, list):
+        return ",\u00a0".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) or "none"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 class Series:
@@ -69,7 +79,7 @@ class Series:
         # Never shown as a result without saying so: a dry run, a diverged or an unfinished run.
         marks = {"dry run"} if self.config.get("dry_run") else set()
         marks |= {r.status for r in runs if r.status != "finished"}
-        self.mark = f" [{', '.join(sorted(marks))}]" if marks else ""
+        self.mark = f" [{', '.join(sorted(marks))}]".replace(" run", "\u00a0run") if marks else ""
         self.rank = list(ROW_NAMES).index(folder if in_table else method)  # the tables' row order
 
     def mean_band(self, key):
@@ -123,14 +133,10 @@ def make_series(paths, labels=None, left_out=None):
         for s, label in zip(series, labels, strict=True):
             s.label = label + s.mark
         return series
-    for name in {s.name for s in series}:  # the settings that tell apart curves of one name
-        same = [s for s in series if s.name == name]
-        words = [describe(s.config) for s in same]
-        differ = [k for k in words[0] if len({w.get(k) for w in words}) > 1]
-        for s, w in zip(same, words, strict=True):
-            s.label = ", ".join([name] + [w[k] for k in differ if w.get(k)])
-    for s in series:
-        s.label += s.mark
+    words = [describe(s.config) for s in series]  # the settings in which the curves differ, beside their names
+    differ = [k for k in dict.fromkeys(k for w in words for k in w) if len({w.get(k) for w in words}) > 1]
+    for s, w in zip(series, words, strict=True):
+        s.label = ", ".join([s.name] + [w[k] for k in differ if w.get(k)]) + s.mark
     return series
 
 
@@ -139,11 +145,15 @@ def colours(n):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+WRAP = 40  # characters a line of a legend entry or a panel's title: longer labels wrap rather than overlap
+
+
 def legend(ax, n):
-    if n >= 3:  # several curves and their bands: the legend goes below the axes, never over them
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1 if n < 5 else 2, frameon=False)
-    else:
-        ax.legend(frameon=False)
+    """Below the axes, its left edge at theirs, each entry wrapped: never over the curves, the axis labels or
+    the next panel, however long the labels."""
+    handles, labels = ax.get_legend_handles_labels()
+    labels = [textwrap.fill(label, WRAP) for label in labels]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=1 if n < 5 else 2, frameon=False)
 
 
 LINESTYLES = ["-", "--", ":", "-."]
@@ -197,7 +207,9 @@ def plot_weight_histograms(series):
     panels = [p for g in groups for p in g]
     if not panels:
         return None
-    fig = plt.figure(figsize=(min(2 * COLUMN, 2.3 * len(panels)), 2.3))
+    width = min(2 * COLUMN, 2.3 * len(panels))
+    fig = plt.figure(figsize=(width, 2.3))
+    wrap = max(12, int(width / len(panels) * 12))  # characters of 8-point text a line over one panel's width
     axes = []
     for group in groups:
         weights = [np.concatenate([r.weights["weight"] for r in rs]) for _, rs in group]
@@ -206,6 +218,8 @@ def plot_weight_histograms(series):
         first = None
         for (s, rs), w in zip(group, weights, strict=True):
             ax = fig.add_subplot(1, len(panels), len(axes) + 1, sharex=first, sharey=first)
+            if first is not None:  # the axes it shares say its scale once, at the left
+                ax.tick_params(labelleft=False)
             first = first or ax
             noisy = np.concatenate([r.weights["is_noisy"] for r in rs]).astype(bool)
             seen = ~np.isnan(w)
@@ -214,7 +228,8 @@ def plot_weight_histograms(series):
                 if mask.any():
                     ax.hist(w[mask], bins=bins, density=True, alpha=0.6, color=colour, label=name)
                 counts.append(f"{mask.sum()} {name}")
-            ax.set_title(f"{s.label}\n({', '.join(counts)})")
+            tally = textwrap.fill("(" + ", ".join(counts) + ")", wrap)
+            ax.set_title(f"{textwrap.fill(s.label, wrap)}\n{tally}")
             ax.set_xlabel("weight")
             axes.append(ax)
     axes[0].set_ylabel("density")
