@@ -210,11 +210,12 @@ def test_download_checks_the_sha256_before_the_file_is_used(human, tmp_path, mon
     assert sorted(os.listdir(tmp_path)) == ["got.pt"]  # no file, no temporary file, of the failed download
 
 
-def test_the_table_plans_four_settings_of_three_rows_and_the_summary_keeps_them_apart(tmp_path, capsys):
+def test_the_table_plans_four_settings_of_four_rows_and_the_summary_keeps_them_apart(tmp_path, capsys):
     env = {**os.environ, "PRINT": "1", "SEEDS": "1"}
     proc = subprocess.run(["bash", "scripts/table_cifar_n.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     lines = proc.stdout.strip().splitlines()
-    assert proc.returncode == 0 and len(lines) == 12
+    assert proc.returncode == 0 and len(lines) == 16
+    assert sum("--meta_source selected" in line and "/mwnet_selected/" in line for line in lines) == 4
     cells = {tuple(line.split("--out ")[1].split()[0].split("/")[-4:-1]) for line in lines}
     assert {(d, v) for _, d, v, _ in [("", *c[:2], c[2]) for c in cells]} == {
         ("cifar10", "aggre"),
@@ -240,10 +241,18 @@ def test_the_table_plans_four_settings_of_three_rows_and_the_summary_keeps_them_
         ]
         flags += ["--epochs", "100", "--milestones", "60", "--batch_size", "128"]
         fake_run(tmp_path / "cifar_n_resnet34" / dataset / variant / "mwnet" / "seed1", best, best, flags)
+        selected = tmp_path / "cifar_n_resnet34" / dataset / variant / "mwnet_selected"
+        fake_run(selected / "seed1", best - 5, best - 5, [*flags, "--meta_source", "selected"])
+    wrong = tmp_path / "cifar_n_resnet34" / "cifar10" / "aggre" / "mwnet" / "seed2"  # a selected run in the clean row
+    human = ["--dataset", "cifar10", "-ctype", "human", "--human_labels", "aggre", "--arch", "resnet34"]
+    schedule = ["--epochs", "100", "--milestones", "60", "--batch_size", "128", "--seed", "2"]
+    fake_run(wrong, 10.0, 10.0, [*human, *schedule, "--method", "mwnet", "--meta_source", "selected"])
     assert summarize.main(["--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| | aggre | random1 | worse |" in out and "| | noisy |" in out
     assert "| MW-Net | best 80.00, last 80.00 (n=1) | missing | best 60.00" in out
+    assert "| MW-Net, meta set selected (no clean label) | best 75.00, last 75.00 (n=1) | missing | best 55.00" in out
+    assert f"- {wrong}: MW-Net.py --method mwnet --dataset cifar10" in out  # named under "Not in the table"
     assert "Plain, BaseModel schedule" not in out  # the table's rows: MW-Net, L2RW, plain training
 
 

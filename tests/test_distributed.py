@@ -78,8 +78,9 @@ def small_run(fashion):
 
 
 def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(capsys, fashion, tmp_path):
-    """The one-process runs compared with run in this process: the processes under test are torchrun's."""
-    flags = small_run(fashion) + ["--dry_run"]
+    """The one-process runs compared with run in this process: the processes under test are torchrun's. With a
+    selected meta set (after one iteration in a dry run), which process 0 chooses and every process uses."""
+    flags = small_run(fashion) + ["--dry_run", "--meta_source", "selected"]
     two = torchrun(MW, *flags, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     one = run_main(capsys, MW, *flags, "--out", str(tmp_path / "one"))
@@ -90,6 +91,8 @@ def test_a_two_process_dry_run_leaves_the_files_of_one_written_once(capsys, fash
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
     config = json.load(open(tmp_path / "two" / "config.json"))
     assert config["world_size"] == 2 and json.load(open(tmp_path / "one" / "config.json"))["world_size"] == 1
+    selection = json.load(open(tmp_path / "two" / "meta_selection.json"))
+    assert selection["iteration"] == 1 and len(selection["positions"]) == 100
     refused = run_main(capsys, MW, "--resume", str(tmp_path / "two"))
     assert refused.returncode == 0  # finished: nothing to continue, in any number of processes
 

@@ -89,6 +89,10 @@ class Data:
     noise_source: dict | None = None  # -ctype human: the label file, its SHA-256, the variant
     is_clean: torch.Tensor | None = None  # where the clean label is known and equal (default: not is_noisy)
     subset: dict | None = None  # --train_subset: what config.json records of it (data/subset.py)
+    # --meta_source selected: a loader over training images at given positions, with their noisy labels (positions
+    # None: all of them, in order, unaugmented); and the selection once made (engine/meta_selection.py)
+    training_loader: object = None
+    selection: dict | None = None
 
     def __post_init__(self):
         if self.is_clean is None:
@@ -138,7 +142,7 @@ def check_sizes(args, n_train, n_meta, k):
         raise UserError(
             f"--batch_size {args.batch_size} is larger than the training set ({n_train} images); pass a smaller one"
         )
-    if args.method != "erm" and n_meta == 0:
+    if args.method != "erm" and args.meta_source == "clean" and n_meta == 0:
         raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
 
 
@@ -166,13 +170,13 @@ def build_streamed(args, device, seeds):
     sets, train_clean = read_clothing1m(args.data_path)
     (train_paths, noisy), (val_paths, val_labels) = sets["train"], sets["val"]
     k = NUM_CLASSES[args.dataset]
-    meta_idx, _, _ = make_noisy_split(val_labels, k, args.num_meta, "unif", 0.0, args.seed)
+    meta_idx, _, _ = make_noisy_split(val_labels, k, clean_meta(args), "unif", 0.0, args.seed)
     check_sizes(args, len(train_paths), len(meta_idx), k)
     common = dict(device=device, mean=MEAN_STD[args.dataset][0], std=MEAN_STD[args.dataset][1], workers=workers(args))
     files = ImageFiles(args.data_path, train_paths, noisy, args.image_size)
     train = StreamLoader(files, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
     meta = None
-    if args.method != "erm":
+    if args.method != "erm" and args.meta_source == "clean":
         files = ImageFiles(args.data_path, [val_paths[i] for i in meta_idx], val_labels[meta_idx], args.image_size)
         meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
     listed = [np.asarray(p, dtype=np.bytes_) for p in (train_paths, val_paths, sets["test"][0])]
@@ -182,7 +186,17 @@ def build_streamed(args, device, seeds):
     is_clean = torch.as_tensor(known & (train_clean == noisy), device=device)
     test = streamed_test(args, device, sets["test"])
     train_idx = np.arange(len(train_paths), dtype=np.int64)
-    return Data(train, meta, test, meta_idx, train_idx, train_clean, noisy, is_noisy, k, digest, None, is_clean)
+    data = Data(train, meta, test, meta_idx, train_idx, train_clean, noisy, is_noisy, k, digest, None, is_clean)
+    if args.meta_source == "selected":
+        check_selectable(args, noisy, k)
+
+        def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
+            at = range(len(train_paths)) if positions is None else positions
+            files = ImageFiles(args.data_path, [train_paths[i] for i in at], noisy[list(at)], args.image_size, augment)
+            return StreamLoader(files, args.batch_size, sampling=sampling, seed=seed, **common)
+
+        data.training_loader = training_loader
+    return data
 
 
 def build_data(args, device, seeds):
@@ -198,20 +212,20 @@ def build_data(args, device, seeds):
         human, source = human_labels(args, labels)
         # The synthetic protocol's split without its noise: the same meta set for the seed, taken class-balanced by
         # the clean labels; the training images then keep their human labels.
-        meta_idx, train_idx, _ = make_noisy_split(labels, k, args.num_meta, "unif", 0.0, args.seed, coarse)
+        meta_idx, train_idx, _ = make_noisy_split(labels, k, clean_meta(args), "unif", 0.0, args.seed, coarse)
         noisy = human[train_idx]
     elif args.train_subset:
         meta_idx, train_idx, noisy = subset_split(args, labels, coarse, k)
     else:
         meta_idx, train_idx, noisy = make_noisy_split(
-            labels, k, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
+            labels, k, clean_meta(args), args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
         )
     check_sizes(args, len(train_idx), len(meta_idx), k)
     mean, std = MEAN_STD[args.dataset]
     common = dict(device=device, mean=mean, std=std, channels_last=True, augment=args.augment)
     train = DeviceLoader(images[train_idx], noisy, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
     meta = None
-    if args.method != "erm":
+    if args.method != "erm" and args.meta_source == "clean":
         meta_labels = labels[meta_idx]
         meta = DeviceLoader(
             images[meta_idx], meta_labels, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common
@@ -223,14 +237,39 @@ def build_data(args, device, seeds):
     data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
     data.noise_source = source
     data.subset = subset.describe(np.sort(train_idx)) if args.train_subset else None
+    if args.meta_source == "selected":
+        check_selectable(args, noisy, k)
+        own = dict(device=device, mean=mean, std=std, channels_last=True)
+
+        def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
+            at = train_idx if positions is None else train_idx[positions]
+            lab = noisy if positions is None else noisy[positions]
+            return DeviceLoader(images[at], lab, args.batch_size, sampling=sampling, seed=seed, augment=augment, **own)
+
+        data.training_loader = training_loader
     return data
+
+
+def clean_meta(args):
+    """How many clean meta images the split takes out of the training set: none for a selected meta set."""
+    return args.num_meta if args.meta_source == "clean" else 0
+
+
+def check_selectable(args, noisy, k):
+    """--meta_source selected: every class (by its noisy labels) has the images the selection takes of it."""
+    per, counts = args.num_meta // k, np.bincount(noisy, minlength=k)
+    if counts.min() < per:
+        c = int(np.argmin(counts))
+        raise UserError(
+            f"--meta_source selected takes {per} training images of each class by their noisy labels, but class {c} has {counts[c]}; pass a smaller --num_meta"
+        )
 
 
 def subset_split(args, labels, coarse, k):
     """--train_subset: the noise protocol on the fixed subset (no meta images taken out of it), and the meta set
     by the protocol's own class-balanced draw from the images outside it; indices into the whole training set."""
     train_part, pool = subset.fixed_subset(labels, k, args.train_subset)
-    if train_part is None or len(pool) < args.num_meta:
+    if train_part is None or len(pool) < clean_meta(args):
         raise UserError(
             f"--train_subset {args.train_subset} with --num_meta {args.num_meta} needs more images than {args.dataset}'s training set has per class; pass smaller ones"
         )
@@ -238,7 +277,7 @@ def subset_split(args, labels, coarse, k):
     _, order, noisy = make_noisy_split(
         labels[train_part], k, 0, args.corruption_type, args.corruption_prob, args.seed, part_coarse
     )
-    meta_part, _, _ = make_noisy_split(labels[pool], k, args.num_meta, "unif", 0.0, args.seed)
+    meta_part, _, _ = make_noisy_split(labels[pool], k, clean_meta(args), "unif", 0.0, args.seed)
     return pool[meta_part], train_part[order], noisy
 
 

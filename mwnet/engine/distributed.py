@@ -111,6 +111,12 @@ class World:
             dist.all_reduce(tensor)
         return tensor
 
+    def share_from_first(self, tensor):
+        """Process 0's tensor (of the same shape and dtype everywhere), in every process."""
+        if self.size > 1:
+            dist.broadcast(tensor, src=0)
+        return tensor
+
     def share_buffers(self, model):
         """Process 0's BatchNorm running statistics to every process (as DistributedDataParallel's buffers)."""
         if self.size > 1:

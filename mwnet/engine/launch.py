@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mwnet.data.catalog import NUM_CLASSES
-from mwnet.engine import distributed
+from mwnet.engine import distributed, meta_selection
 from mwnet.engine.components import (
     autocast,
     build_data,
@@ -45,7 +45,7 @@ from mwnet.runs.run_files import (
 from mwnet.untrusted import check_state
 
 
-def start(args, config, run_dir, data, learner, device, seeds):
+def start(args, config, run_dir, data, learner, device, seeds, world):
     """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
     progress, tally = Progress.new(len(data.train_idx), device), Tally(device, meta=args.method != "erm")
     current = run_dir.status() if args.resume else None
@@ -96,6 +96,8 @@ def start(args, config, run_dir, data, learner, device, seeds):
             f"the data under --data_path {args.data_path} is not the data {run_dir.path} started with (other images or labels); pass the run's own data, or --accept_other_data to continue with these"
         )
     run_dir.remove_temporaries()
+    if state.get("meta_selection") is not None:  # past the warm-up: the same meta set again
+        meta_selection.attach(args, data, world, seeds, state["meta_selection"], run_dir.file(CHECKPOINT))
     progress = restore(state, learner, data, tally, run_dir.file(CHECKPOINT))
     run_dir.rewrite_metrics(progress.records)
     if run_dir.read_config() is None:  # config.json was lost; the checkpoint holds the run's flags
@@ -161,7 +163,7 @@ def run_in(world, args):
     with run_dir.owned():
         started = error = None
         try:
-            started = start(args, config, run_dir, data, learner, device, seeds)
+            started = start(args, config, run_dir, data, learner, device, seeds, world)
         except UserError as e:
             error = str(e)
         world.settle(error)
@@ -170,7 +172,7 @@ def run_in(world, args):
         progress, tally, resumed_at = started
         run_dir.claim()
         report = Reporter(run_dir.file(LOG) if world.writer else None)
-        s = Session(args, plan, run_dir, config, data, learner, progress, tally, report, world)
+        s = Session(args, plan, run_dir, config, data, learner, progress, tally, report, world, seeds)
         s.checkpointed_at, s.checkpoint_time = resumed_at, time.perf_counter()
         try:
             for line in banner(args, plan, data, device, run_dir.path, resumed_at, world.size):
@@ -220,6 +222,8 @@ def finish(s, outcome, detail):
         "device": str(data.test.device),
         "precision": s.args.precision,
     }
+    if data.selection is not None:  # --meta_source selected: how clean the meta set it chose was (for the record)
+        results["meta_selection"] = {k: data.selection[k] for k in ("iteration", "purity", "purity_per_class", "known")}
     if outcome == "stopped":
         why = "its output was closed" if detail == signal.SIGPIPE else f"stopped by {signal.Signals(detail).name}"
         s.report.line(

@@ -22,10 +22,11 @@ class Tally:
 
     def reset(self):
         self.sums = torch.zeros(7, dtype=torch.float64, device=self.device)
-        self.steps = 0
+        self.steps = self.meta_steps = 0
 
-    def add(self, out, noisy, clean):
-        """One iteration's losses, and the weights of its samples known to be noisy and known to be clean."""
+    def add(self, out, noisy, clean, meta=True):
+        """One iteration's losses, and the weights of its samples known to be noisy and known to be clean.
+        meta False: a step without a meta loss (a warm-up's plain step), which the mean meta loss leaves out."""
         w = out["weights"].double()
         noisy, clean = noisy.double(), clean.double()
         row = [
@@ -39,6 +40,7 @@ class Tally:
         ]
         self.sums += torch.stack(row)
         self.steps += 1
+        self.meta_steps += bool(meta)
 
     def read(self):
         """(means since the last evaluation, whether every loss and weight summed was finite): one read-back."""
@@ -46,7 +48,7 @@ class Tally:
         n = max(self.steps, 1)
         summary = {
             "train_loss": s[0] / n,
-            "meta_loss": s[1] / n if self.meta else None,
+            "meta_loss": s[1] / self.meta_steps if self.meta and self.meta_steps else None,
             "train_ce": s[2] / n,
             "weight_clean": s[3] / s[4] if s[4] else None,
             "weight_noisy": s[5] / s[6] if s[6] else None,
@@ -54,10 +56,11 @@ class Tally:
         return summary, all(math.isfinite(v) for v in s)
 
     def state_dict(self):
-        return {"sums": self.sums.cpu(), "steps": self.steps}
+        return {"sums": self.sums.cpu(), "steps": self.steps, "meta_steps": self.meta_steps}
 
     def load_state_dict(self, state):
         self.sums, self.steps = state["sums"].to(self.device), state["steps"]
+        self.meta_steps = state.get("meta_steps", self.steps)  # checkpoints made before warm-ups existed
 
 
 @dataclass
@@ -106,6 +109,7 @@ def checkpoint_state(config, progress, learner, data, tally):
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "data_fingerprint": data.fingerprint,  # resume checks that it reads the same data
+        "meta_selection": data.selection,  # --meta_source selected, once made: resume attaches the same meta set
     }
 
 

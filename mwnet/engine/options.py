@@ -30,6 +30,7 @@ PRESETS = {
         "vnet_wd": 1e-4,
         "normalize_weights": False,
         "eval_every": 1,
+        "warmup": 10,  # --meta_source selected: epochs of plain training before the meta set is selected
     },
     "train_WRN-28-10_Meta_PGC.py": {
         "arch": "wrn",
@@ -44,6 +45,7 @@ PRESETS = {
         "vnet_wd": 5e-4,  # the original's meta-net SGD took --wd, 5e-4
         "normalize_weights": True,
         "eval_every": 100,
+        "warmup": 4000,  # iterations: about 10 epochs of batch 100 on the 49,000 training images
     },
 }
 DERIVED = ("script", "unit", "sampling")  # set from the preset, not flags
@@ -60,8 +62,8 @@ DATASET_PRESETS = {
         "nesterov": False,
         "weight_decay": 1e-3,
         "num_meta": 7000,
-        "epoch": {"epochs": 10, "milestones": [5], "eval_every": 1},
-        "iter": {"iters": 324000, "milestones": [162000], "eval_every": 32400},
+        "epoch": {"epochs": 10, "milestones": [5], "eval_every": 1, "warmup": 1},
+        "iter": {"iters": 324000, "milestones": [162000], "eval_every": 32400, "warmup": 32400},
     }
 }
 LAPTOP_EPOCHS, LAPTOP_MILESTONES = 40, [24, 32]
@@ -79,7 +81,12 @@ PROTOCOLS = {
         "lr": 0.02,
         "augment": False,  # with crop and flip, plain training had not begun to memorise after 40 epochs
         "epoch": {"epochs": LAPTOP_EPOCHS, "milestones": LAPTOP_MILESTONES, "eval_every": 1},
-        "iter": {"iters": LAPTOP_EPOCHS * 50, "milestones": [m * 50 for m in LAPTOP_MILESTONES], "eval_every": 50},
+        "iter": {
+            "iters": LAPTOP_EPOCHS * 50,
+            "milestones": [m * 50 for m in LAPTOP_MILESTONES],
+            "eval_every": 50,
+            "warmup": 500,
+        },
     }
 }
 # --precision: (TF32 allowed for float32 convolutions and matmuls on CUDA, bf16 autocast)
@@ -329,6 +336,20 @@ def build_parser(script):
         action=argparse.BooleanOptionalAction,
         default=True,
         help="feed the meta-weight-net the detached loss (the paper); --no-detach_vnet_input lets the virtual step's gradient flow through it (the class-imbalance code)",
+    )
+    n.add_argument(
+        "--meta_source",
+        default="clean",
+        choices=("clean", "selected"),
+        help="the meta set: --num_meta clean images taken out of the training set, or (no clean label used) the "
+        "--num_meta / classes lowest-loss training images of each class by their noisy labels, selected after "
+        "--warmup of plain training, which stay in the training set (CMW-Net's 'meta' mode)",
+    )
+    n.add_argument(
+        "--warmup",
+        type=count,
+        default=preset["warmup"],
+        help=f"--meta_source selected: {unit} of plain training before the meta set is selected",
     )
     n.add_argument(
         "--meta_sampling",
@@ -602,6 +623,15 @@ def check_args(args):
         raise UserError(f"--image_size must lie in [16, 1024], got {args.image_size}")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate exclude each other: --evaluate only reads a checkpoint")
+    if args.meta_source == "selected":
+        if args.method == "erm":
+            raise UserError(
+                "--meta_source selected picks a meta set for --method mwnet or l2rw; plain training has none"
+            )
+        if args.num_meta == 0:
+            raise UserError(f"--meta_source selected needs --num_meta > 0, a multiple of {k}: the size of the meta set")
+        if not args.warmup > 0:
+            raise UserError(f"--warmup must be positive, got {args.warmup}")
     if args.tensorboard:
         import importlib.util
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mwnet.engine import meta_selection
 from mwnet.engine.components import (
     autocast,
 )
@@ -42,6 +43,7 @@ class Plan:
     milestones: list
     images_per_step: float
     real_ahead: float = 0
+    warmup: int = 0  # --meta_source selected: iterations of plain training before the meta set is selected
 
     def lr_at(self, step):
         """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations.
@@ -90,6 +92,12 @@ def make_plan(args, batches_per_epoch, n_train):
         period = 2 if args.dry_run else args.eval_every
     images = args.batch_size / max(n_train, 1)
     plan = Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
+    if args.meta_source == "selected":
+        plan.warmup = 1 if args.dry_run else round(args.warmup * spe) if args.unit == "epoch" else args.warmup
+        if not 1 <= plan.warmup < total:
+            raise UserError(
+                f"--warmup {args.warmup:g} {args.unit}s is {plan.warmup} of the run's {total} iterations; the selected meta set needs a warm-up within the run"
+            )
     late = plan.late_milestones()
     if late and late == plan.milestones and not args.dry_run:  # a dry run's banner says so instead
         end = f"{args.unit}s {args.epochs if args.unit == 'epoch' else args.iters}"
@@ -136,7 +144,7 @@ def vnet_curve(vnet, device):
 
 def one_step(args, learner, data, x, y, lr, reduce=None):
     m = learner
-    if args.method == "erm":
+    if args.method == "erm" or data.meta is None:  # plain training, or the warm-up of a selected meta set
         return erm_step(m.model, m.optimizer, x, y, reduce=reduce)
     mx, my, _ = data.meta.next_batch()
     if args.method == "l2rw":
@@ -200,6 +208,7 @@ class Session:
     tally: Tally
     report: Reporter
     world: World
+    seeds: list  # of the model, the training batches and the meta batches
     checkpointed_at: int | None = None  # the iteration of the last checkpoint written or resumed from
     checkpoint_time: float = 0.0  # when (time.perf_counter) it was written, or the session started
     tb: TensorBoard | None = None
@@ -224,6 +233,9 @@ def train(s, signals):
             signals.received = world.agree(signals.received or 0) or None
         if signals.received is not None:
             break
+        if plan.warmup and step >= plan.warmup and data.meta is None:  # the warm-up's end: the meta set, then
+            s.run_dir.save_meta_selection(meta_selection.select(s))  # a checkpoint that holds it
+            s.checkpoint()
         lr, real_lr = plan.lr_at(step), plan.real_lr_at(step)
         for group in learner.optimizer.param_groups:
             group["lr"] = real_lr
@@ -231,7 +243,7 @@ def train(s, signals):
         with autocast(args.precision, device):
             out = one_step(args, learner, data, x, y, lr, world.reduce)
         out, idx = world.gather_batch(out, idx)  # every process records the whole batch
-        s.tally.add(out, data.is_noisy[idx], data.is_clean[idx])
+        s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=data.meta is not None)
         progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)

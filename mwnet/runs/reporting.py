@@ -46,6 +46,12 @@ def setting(args, noise_rate):
     return ", ".join(parts) + f"; {100 * noise_rate:.1f}% of training labels wrong"
 
 
+def meta_words(args, data, plan):
+    if args.meta_source == "clean":
+        return f"{len(data.meta_idx)} meta"
+    return f"{args.num_meta} meta selected from them at iteration {plan.warmup} (their noisy labels)"
+
+
 def banner(args, plan, data, device, run_dir, resumed_at, processes=1):
     model = model_label(vars(args))
     threads = (
@@ -74,7 +80,7 @@ def banner(args, plan, data, device, run_dir, resumed_at, processes=1):
         f"  run directory  {run_dir}",
         f"  device         {device}{threads}, precision {args.precision}"
         + (f"; {processes} processes (torchrun), each a slice of every batch" if processes > 1 else ""),
-        f"  data           {len(data.train_idx)} training, {len(data.meta_idx)} meta, {len(data.test.labels)} test images",
+        f"  data           {len(data.train_idx)} training, {meta_words(args, data, plan)}, {len(data.test.labels)} test images",
         f"  schedule       {schedule}; evaluation every {plan.eval_period} iterations",
     ]
     if resumed_at is not None:

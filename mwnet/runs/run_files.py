@@ -42,13 +42,14 @@ from mwnet.untrusted import torch_file
 
 CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
 SPLIT, WEIGHTS, CURVE = "split.npz", "weights.npz", "weighting_function.csv"
+SELECTION = "meta_selection.json"  # --meta_source selected: the images, when, and their measured purity
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
 # Written first into every run directory this project makes: a folder without it is never written into.
 MARKER = ".mwnet-run"
 MARKER_TEXT = "A run directory of mwnet (Meta-Weight-Net reproduction); its files are described in docs/usage.md.\n"
 TMP_PREFIX = ".tmp-"
 # What a fresh start replaces in a directory that holds no run (no checkpoint, no results). train.log stays.
-PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD)
+PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD, SELECTION)
 
 # Flags that do not change a run's numbers: the only ones that may differ between a run and the command
 # that resumes it, evaluates it, or (in the runner) counts it as done.
@@ -513,6 +514,11 @@ class RunDir:
             weight=weight,
         )
 
+    def save_meta_selection(self, record):
+        """The selected meta set: positions in the training set (split.npz's train_idx), their original indices,
+        the iteration, and the purity where clean labels are known (for the record: training never reads them)."""
+        write_json(self.file(SELECTION), record)
+
     def save_weighting_function(self, grid, curve):
         def write(tmp):
             with open(tmp, "w", newline="") as f:
@@ -541,7 +547,7 @@ class ReadOnlyRunDir(RunDir):
         pass
 
     prepare_fresh = remove_temporaries = save_checkpoint = save_best = append_metrics = rewrite_metrics = _nothing
-    write_config = write_results = save_split = save_weights = save_weighting_function = _nothing
+    write_config = write_results = save_split = save_weights = save_weighting_function = save_meta_selection = _nothing
 
 
 def load_state(path, keys, what, state=None):

@@ -30,6 +30,7 @@ from mwnet.runs.run_files import config_key, numbers_config, read_run  # noqa: E
 
 ROW_NAMES = {
     "mwnet": "MW-Net",
+    "mwnet_selected": "MW-Net (selected meta set)",
     "l2rw": "L2RW",
     "erm": "Plain (same schedule)",
     "erm_long": "Plain (BaseModel schedule)",
@@ -73,7 +74,7 @@ class Series:
         self.config = runs[0].config
         folder = os.path.basename(os.path.dirname(os.path.normpath(runs[0].path)))
         method = self.config["method"]
-        in_table = folder in ROW_NAMES and (folder == method or folder == f"{method}_long")
+        in_table = folder in ROW_NAMES and folder in (method, f"{method}_long", f"{method}_selected")
         self.name = ROW_NAMES[folder] if in_table else METHOD_NAMES[method]
         self.label = self.name
         # Never shown as a result without saying so: a dry run, a diverged or an unfinished run.

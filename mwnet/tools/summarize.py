@@ -32,6 +32,7 @@ from mwnet.tools.by_config import CHANGED, changed_code, fmt_mean, mean_std, why
 
 ROWS = [
     ("mwnet", "MW-Net"),
+    ("mwnet_selected", "MW-Net, meta set selected (no clean label)"),
     ("l2rw", "L2RW"),
     ("erm", "Plain, same schedule"),
     ("erm_long", "Plain, BaseModel schedule"),
@@ -127,7 +128,7 @@ TABLES = {
     "cifar_n_resnet34": {
         "title": "CIFAR-N (human label noise), ResNet-34 (no paper figures)",
         "levels": {"cifar10": ["aggre", "random1", "worse"], "cifar100": ["noisy"]},
-        "rows": ("mwnet", "l2rw", "erm"),
+        "rows": ("mwnet", "mwnet_selected", "l2rw", "erm"),
         "cell": lambda name: ("", name) if name in HUMAN_LABELS else None,
         "expected": lambda c: c.get("human_labels") if c.get("corruption_type") == "human" else None,
         # The authors' cross-entropy figures go here, with their source, once read from their paper or repository
@@ -168,8 +169,11 @@ def levels_of(spec, dataset):
     return list(levels.get(dataset, []) if isinstance(levels, dict) else levels)
 
 
+PAPER_ROWS = ("mwnet", "l2rw", "erm", "erm_long")  # a table's rows unless it names its own
+
+
 def rows_of(spec):
-    return [(row, name) for row, name in ROWS if row in spec.get("rows", dict(ROWS))]
+    return [(row, name) for row, name in ROWS if row in spec.get("rows", PAPER_ROWS)]
 
 
 MISPLACED = "misplaced (its flags do not match its folder)"
@@ -180,9 +184,13 @@ def why_left_out(run, table, dataset, setting, row):
     reason = why_unfinished(run)
     if reason:
         return reason
-    method = "erm" if row == "erm_long" else row
+    method = {"erm_long": "erm", "mwnet_selected": "mwnet"}.get(row, row)
+    source = (
+        "selected" if row.endswith("_selected") else "clean"
+    )  # a selected meta set is never pooled with a clean one
     expected = TABLES[table]["expected"](run.config)
-    if (run.config.get("dataset"), run.config.get("method"), expected) != (dataset, method, setting):
+    found = (run.config.get("dataset"), run.config.get("method"), run.config.get("meta_source", "clean"), expected)
+    if found != (dataset, method, source, setting):
         return MISPLACED
     return None
 
