@@ -155,7 +155,7 @@ TABLES = {
     "fashionmnist_laptop": {
         "title": "Fashion-MNIST, the laptop protocol: SmallCNN, 5,000 training images, 40 epochs (no paper figures)",
         "levels": ["unif_p0.4", "unif_p0.6", "flip2_p0.2", "flip2_p0.4", "flip_p0.4"],
-        "rows": ("mwnet", "l2rw", "erm"),
+        "rows": ("mwnet", "mwnet_selected", "l2rw", "erm"),
         "cell": lambda name: ("", name) if _noise_cell(name, "unif", "flip", "flip2") else None,
         "expected": lambda c: f"{c['corruption_type']}_p{c['corruption_prob']!r}",
         "paper": {},
