@@ -266,3 +266,19 @@ def test_resnet34_has_the_cifar_kinds_parameters():
     theirs = sum(p.numel() for p in torchvision.models.resnet34(num_classes=10).parameters())
     assert ours == theirs - 7 * 7 * 3 * 64 + 3 * 3 * 3 * 64 == 21282122
     assert ResNet34(10)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_selected_meta_set_reads_the_human_labels_only(capsys, human, tmp_path):
+    """The challenge-compliant row: no meta image taken out of the training set, the meta set selected by the
+    human labels."""
+    root, path, clean, content = human["cifar10"]
+    flags = ["-ctype", "human", "--human_labels", "worse", "--data_path", root, "--noise_file", path]
+    selected = ["--meta_source", "selected", "--arch", "smallcnn"]  # its loss pass covers the 50,000 images
+    result = run_main(capsys, MW, *flags, *selected, "--dry_run", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    split = np.load(tmp_path / "run" / "split.npz")
+    assert len(split["meta_idx"]) == 0 and len(split["train_idx"]) == len(clean)
+    record = json.load(open(tmp_path / "run" / "meta_selection.json"))
+    worse = np.asarray(content["worse_label"])
+    assert np.bincount(worse[record["indices"]], minlength=10).tolist() == [100] * 10
+    assert record["purity"] == pytest.approx(np.mean(worse[record["indices"]] == clean[record["indices"]]))

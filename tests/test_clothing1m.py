@@ -286,3 +286,19 @@ def test_an_undecodable_image_stops_the_run_with_one_line(capsys, clothing, tmp_
         str(tmp_path / "run"),
     )
     assert_one_line_error(result, f"cannot decode the image {bad}", "replace the file")
+
+
+def test_a_selected_meta_set_from_the_noisy_training_list(capsys, clothing, tmp_path):
+    """--meta_source selected on Clothing1M: the meta set from the noisy training list (the clean validation
+    list unused), its purity measured on the images whose clean label is known."""
+    root, sets = clothing
+    flags = ["--dataset", "clothing1m", "--data_path", root, *SMALL, "--num_meta", "14", "--meta_source", "selected"]
+    result = run_main(capsys, MW, *flags, "--dry_run", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    record = json.load(open(tmp_path / "run" / "meta_selection.json"))
+    assert record["iteration"] == 1 and len(record["positions"]) == 14
+    noisy = np.asarray(sets["train"][1])
+    assert sorted(noisy[record["positions"]].tolist()) == list(range(14))  # one image a class, by noisy label
+    assert 0 < record["known"] < 14 and record["purity"] is not None
+    result = run_main(capsys, MW, *flags[:-4], "--num_meta", "140", "--meta_source", "selected", "--dry_run")
+    assert_one_line_error(result, "takes 10 training images of each class by their noisy labels, but class")

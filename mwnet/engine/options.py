@@ -488,7 +488,7 @@ def given_flags(script, argv):
 
 def args_from_stored(script, stored, given, source):
     """The arguments of a run continued (--resume) or evaluated: its stored flags, with the free ones given."""
-    from mwnet.runs.run_files import FREE_FLAGS, merge_given
+    from mwnet.runs.run_files import ADDED_FLAGS, FREE_FLAGS, merge_given
 
     if stored.get("script") != script:
         raise UserError(f"{source} was made by {stored.get('script')}; use that script")
@@ -496,8 +496,9 @@ def args_from_stored(script, stored, given, source):
     expected = set(defaults) | set(DERIVED)
     # A free flag added since the run was made takes its default: it cannot change the run's numbers.
     stored = {**{k: defaults[k] for k in FREE_FLAGS if k in defaults}, **stored}
-    # So do the flags added since whose defaults do what every run did before them.
-    stored = {**{k: defaults[k] for k in ("protocol", "train_subset")}, **stored}
+    # So do the flags added since whose defaults do what every run did before them (and --warmup, which a run
+    # made before it, with a clean meta set, never used).
+    stored = {**ADDED_FLAGS, "warmup": defaults["warmup"], **stored}
     flags = merge_given(stored, given, source)
     if set(flags) != expected:
         odd = sorted(set(flags) ^ expected)

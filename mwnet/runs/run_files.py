@@ -283,9 +283,19 @@ def read_run(run_dir):
 # ---------------------------------------------------------------- configurations
 
 
+# Flags added since runs were first made, with the value that does what every run did before them: a config
+# without one is read as having it (resume, the runner's and the summary's comparisons).
+ADDED_FLAGS = {"protocol": None, "train_subset": 0, "meta_source": "clean"}
+
+
 def numbers_config(config):
-    """The flags that change a run's numbers (every flag but FREE_FLAGS), without what config.json adds."""
-    return {k: v for k, v in config.items() if k not in FREE_FLAGS and k not in RECORDED}
+    """The flags that change a run's numbers (every flag but FREE_FLAGS), without what config.json adds; a flag
+    added since the run was made at the value every run had before it; --warmup only where it counts (a
+    selected meta set)."""
+    c = {**ADDED_FLAGS, **{k: v for k, v in config.items() if k not in FREE_FLAGS and k not in RECORDED}}
+    if c["meta_source"] == "clean":
+        c.pop("warmup", None)
+    return c
 
 
 def config_differences(there, here, leave_out=()):

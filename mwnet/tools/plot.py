@@ -76,6 +76,7 @@ class Series:
         method = self.config["method"]
         in_table = folder in ROW_NAMES and folder in (method, f"{method}_long", f"{method}_selected")
         self.name = ROW_NAMES[folder] if in_table else METHOD_NAMES[method]
+        self.in_table = in_table  # named by its table row, which also says where its meta set came from
         self.label = self.name
         # Never shown as a result without saying so: a dry run, a diverged or an unfinished run.
         marks = {"dry run"} if self.config.get("dry_run") else set()
@@ -135,9 +136,11 @@ def make_series(paths, labels=None, left_out=None):
             s.label = label + s.mark
         return series
     words = [describe(s.config) for s in series]  # the settings in which the curves differ, beside their names
-    differ = [k for k in dict.fromkeys(k for w in words for k in w) if len({w.get(k) for w in words}) > 1]
+    # a setting some runs lack (a flag that counts for some configurations only, --warmup) is left to the others
+    differ = [k for k in words[0] if all(k in w for w in words) and len({w[k] for w in words}) > 1]
     for s, w in zip(series, words, strict=True):
-        s.label = ", ".join([s.name] + [w[k] for k in differ if w.get(k)]) + s.mark
+        shown = [w[k] for k in differ if not (s.in_table and k == "meta_source")]
+        s.label = ", ".join([s.name, *shown]) + s.mark
     return series
 
 

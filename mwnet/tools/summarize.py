@@ -37,7 +37,7 @@ ROWS = [
     ("erm", "Plain, same schedule"),
     ("erm_long", "Plain, BaseModel schedule"),
 ]
-WEIGHT_ROWS = ("mwnet", "l2rw")
+WEIGHT_ROWS = ("mwnet", "mwnet_selected", "l2rw")
 
 
 def _paper(rows):
