@@ -53,6 +53,23 @@ def stop_at(monkeypatch, at, signum=signal.SIGUSR1):
     monkeypatch.setattr(training, "one_step", step)
 
 
+def crash_at(monkeypatch, at):
+    """Raise in the process's `at`-th iteration, as a crash would (like kill -9, nothing is written then); returns
+    the step function to put back."""
+    from mwnet.engine import training
+
+    original, count = training.one_step, [0]
+
+    def step(*args, **kwargs):
+        count[0] += 1
+        if count[0] == at:
+            raise RuntimeError("a crash")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "one_step", step)
+    return original
+
+
 CPU_ENV = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 

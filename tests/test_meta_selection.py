@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 import torch
-from conftest import MW, SHORT, assert_one_line_error, metrics, run_main, stop_at
+from conftest import MW, SHORT, assert_one_line_error, crash_at, metrics, run_main, stop_at
 
 from mwnet.engine import launch, meta_selection, training
 
@@ -104,15 +104,7 @@ def test_a_crash_after_the_selection_resumes_from_the_checkpoint_that_holds_it(c
     """Like kill -9: the process ends without a word after the selection; the checkpoint written with the
     selection holds it, and resume goes on with the same meta set."""
     root, run = whole
-    original, count = training.one_step, [0]
-
-    def crash(*args, **kwargs):
-        count[0] += 1
-        if count[0] == 7:
-            raise RuntimeError("a crash")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "one_step", crash)
+    original = crash_at(monkeypatch, 7)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="a crash"):
         run_main(capsys, MW, "--out", str(out), "--data_path", root, *SELECTED, "--checkpoint_every", "60")

@@ -27,6 +27,7 @@ from conftest import (
     SHORT,
     WRN,
     assert_one_line_error,
+    crash_at,
     metrics,
     one_thread,
     run_main,
@@ -415,15 +416,7 @@ def test_a_crash_between_checkpoints_loses_only_what_follows_the_last(capsys, ci
     )
     assert run_main(capsys, MW, "--out", str(tmp_path / "whole"), *flags).returncode == 0
     assert saved == [8, 14]
-    original, count = training.one_step, [0]
-
-    def crash(*args, **kwargs):
-        count[0] += 1
-        if count[0] == 13:
-            raise RuntimeError("a crash")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "one_step", crash)
+    original = crash_at(monkeypatch, 13)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="a crash"):
         run_main(capsys, MW, "--out", str(run), *flags)

@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 
 from mwnet.errors import UserError
+from mwnet.untrusted import DAMAGED
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # the Debian package dataset-fashion-mnist
 
@@ -46,16 +47,7 @@ def _unpickle(path, name):
             return ArrayUnpickler(f, encoding="latin1").load()
     except OSError as e:
         raise UserError(f"cannot read {path} ({e.strerror}); check the file's permissions") from None
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        ImportError,
-        IndexError,
-        KeyError,
-    ) as e:
+    except (pickle.UnpicklingError, *DAMAGED) as e:
         raise UserError(
             f"{path} is corrupt or not a CIFAR file ({type(e).__name__}: {str(e)[:100]}); delete the {name} folder and download it again"
         ) from None
