@@ -8,6 +8,21 @@ The package behind the original's scripts (README, "Layout"):
     mwnet.runs     what a run writes, reads back and shows
     mwnet.tools    commands over runs: the runner, the summary, the figures, the split
 Commands: python -m mwnet --help.
+
+The method in one's own training loop (examples/own_loop.py): `from mwnet import VNet, mwnet_step` (and
+`l2rw_step`), which work with any nn.Module; imported on first use, so that the commands start without torch.
 """
 
+import importlib
+
 __version__ = "1.1.0"
+
+_PUBLIC = {"mwnet_step": "mwnet.method.meta_step", "l2rw_step": "mwnet.method.meta_step"}
+_PUBLIC["VNet"] = "mwnet.models.meta_layers"
+__all__ = ["VNet", "l2rw_step", "mwnet_step"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'mwnet' has no attribute {name!r}")

@@ -60,7 +60,7 @@ def script_of(words):
             if command in TRAINING or command in TOOLS:
                 return (command if command in TRAINING else TOOLS[command]), words[i + 2 :]
             return None, []
-        if re.fullmatch(r"(\./)?(scripts|benchmarks)/[\w.-]+\.(py|sh)|load_corrupted_data\.py", word):
+        if re.fullmatch(r"(\./)?(scripts|benchmarks|examples)/[\w.-]+\.(py|sh)|load_corrupted_data\.py", word):
             return word.removeprefix("./"), words[i + 1 :]
     return None, []
 
@@ -82,7 +82,7 @@ def problems(paths):
             if not os.path.exists(os.path.join(ROOT, script)):
                 found.append(f"{doc}: {line.strip()}: no {script}")
                 continue
-            if not script.endswith(".py"):
+            if not script.endswith(".py") or script.startswith("examples/"):  # the examples take no flags
                 continue
             known = {spelling(f) for f in re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", help_text(script))}
             found += [
