@@ -64,8 +64,8 @@ def torch_file(path, what, fix, name=None):
 
 def check_state(module, state, what, fix, name, skip=()):
     """`state` fits `module` as a state dict: the same keys (but those in `skip`, which may also differ in
-    shape), each a tensor of the module's shape and dtype kind; `name` names the file. Checked before anything is loaded, so that a
-    wrong file is one line rather than torch's list of mismatches."""
+    shape), each a tensor of the module's shape and dtype kind; `name` names the file. Checked before anything
+    is loaded, so that a wrong file is one line rather than torch's list of mismatches."""
     import torch
 
     if not isinstance(state, dict):
