@@ -6,6 +6,7 @@
     python -m mwnet runner commands.txt --gpus 0,1      # = python scripts/runner.py ...
     python -m mwnet summarize --runs runs
     python -m mwnet plot runs/a runs/b --out figures
+    python -m mwnet suspects runs/a                     # the labels a run finds suspect, and their images
     python -m mwnet split --dataset cifar10 --download  # = python load_corrupted_data.py ...
 Each command takes the flags of its script (COMMAND --help).
 """
@@ -14,7 +15,7 @@ import importlib
 import sys
 
 TRAINING = ("MW-Net.py", "train_WRN-28-10_Meta_PGC.py")
-TOOLS = ("laptop", "runner", "summarize", "plot", "split")
+TOOLS = ("laptop", "runner", "summarize", "plot", "suspects", "split")
 
 
 def main(argv=None):

@@ -103,7 +103,10 @@ def test_model_best_holds_the_best_evaluation(capsys, short_run):
     assert (
         f"test loss {record['test_loss']:.4f}" in run_main(capsys, MW, "--evaluate", str(run / "model_best.pt")).stdout
     )
-    assert snapshot(run) == before  # --evaluate writes nothing
+    after = snapshot(run)  # --evaluate writes its samples file, named by the model it read, and nothing else
+    added = {k: after.pop(k) for k in set(after) - set(before)}
+    assert after == before and sorted(added) == [f"samples-best-it{best['step']}.csv", "samples-it14.csv"]
+    assert added["samples-it14.csv"] == before["samples.csv"]  # the final checkpoint is the run's final model
 
 
 def test_evaluate_refuses_changed_flags_and_missing_files(capsys, short_run, tmp_path):

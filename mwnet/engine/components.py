@@ -16,7 +16,7 @@ import torch
 
 import mwnet
 from mwnet.data import cifar_n, subset
-from mwnet.data.catalog import MEAN_STD, NUM_CLASSES, STREAMED
+from mwnet.data.catalog import CLASS_NAMES, IMAGENET_MEAN_STD, MEAN_STD, NUM_CLASSES, STREAMED
 from mwnet.data.clothing1m import read_clothing1m
 from mwnet.data.device_loader import DeviceLoader
 from mwnet.data.files import default_root, load_arrays
@@ -93,6 +93,9 @@ class Data:
     # None: all of them, in order, unaugmented); and the selection once made (engine/meta_selection.py)
     training_loader: object = None
     selection: dict | None = None
+    classes: list | None = None  # the classes' names by index, where known
+    folder: dict | None = None  # --dataset folder: what config.json records of it (data/folder.py)
+    paths: list | None = None  # a streamed dataset's training images, relative to --data_path
 
     def __post_init__(self):
         if self.is_clean is None:
@@ -117,11 +120,26 @@ def test_arrays(args):
 def load_test(args, device, arrays=None):
     """The test set as a loader on the device."""
     if args.dataset in STREAMED:
-        return streamed_test(args, device, read_clothing1m(args.data_path)[0]["test"])
+        sets = read_streamed(args)
+        return streamed_test(args, device, sets.test, sets.mean_std)
     images, labels = test_arrays(args) if arrays is None else arrays
     mean, std = MEAN_STD[args.dataset]
     batch = EVAL_BATCH.get(device.type, 100)
     return DeviceLoader(images, labels, batch, device=device, mean=mean, std=std, augment=False, channels_last=True)
+
+
+def run_seeds(seed):
+    """The seeds of a run's model, training batches and meta batches, from --seed."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+
+
+def class_count(args):
+    """The number of classes of the run's dataset (a folder's: its training set's)."""
+    if args.dataset in NUM_CLASSES:
+        return NUM_CLASSES[args.dataset]
+    from mwnet.data.folder import read_folder
+
+    return len(read_folder(args.data_path).classes)
 
 
 def fingerprint(*arrays):
@@ -151,7 +169,7 @@ def workers(args):
     return args.workers if args.workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def streamed_test(args, device, test):
+def streamed_test(args, device, test, mean_std):
     from mwnet.data.stream_loader import ImageFiles, StreamLoader  # torchvision: imported for streamed data only
 
     paths, labels = test
@@ -159,43 +177,114 @@ def streamed_test(args, device, test):
         paths, labels = paths[:DRY_RUN_TEST_IMAGES], labels[:DRY_RUN_TEST_IMAGES]
     files = ImageFiles(args.data_path, paths, labels, args.image_size, train=False)
     batch = 256 if device.type == "cuda" else args.batch_size
-    return StreamLoader(files, batch, device, *MEAN_STD[args.dataset], workers=workers(args))
+    return StreamLoader(files, batch, device, *mean_std, workers=workers(args))
+
+
+@dataclass
+class Streamed:
+    """The image lists of a streamed dataset, checked: (paths, labels) of each set; the meta pool's (Clothing1M's
+    clean validation list, a folder's meta split) or None; the classes; the normalisation."""
+
+    train: tuple
+    pool: tuple | None
+    test: tuple
+    train_clean: np.ndarray  # -1 where unknown
+    classes: list
+    mean_std: tuple
+    folder: dict | None = None
+
+
+def read_streamed(args):
+    """Clothing1M's lists, or a user's folder (data/folder.py) with its normalisation: every file checked, every
+    size too (a folder's class count is known once it is read), before anything is written."""
+    if args.dataset == "clothing1m":
+        sets, train_clean = read_clothing1m(args.data_path)
+        names = list(CLASS_NAMES["clothing1m"])
+        return Streamed(sets["train"], sets["val"], sets["test"], train_clean, names, MEAN_STD["clothing1m"])
+    from mwnet.data.folder import STATS_SAMPLE, read_folder
+
+    f = read_folder(args.data_path)
+    k = len(f.classes)
+    if args.num_meta % k:
+        raise UserError(
+            f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes in {args.data_path} ({k}), so that the meta set is class-balanced"
+        )
+    if args.method != "erm" and args.meta_source == "clean" and f.sets["meta"] is None:
+        where = "meta/" if f.layout == "imagefolder" else "meta.csv"
+        raise UserError(
+            f"{args.data_path} holds no clean meta set ({where}); add one, or pass --meta_source selected to select it from the training images"
+        )
+    mean_std = IMAGENET_MEAN_STD if args.pretrained else measure_mean_std(args, f.sets["train"][0])
+    record = {**f.describe(), "mean": list(mean_std[0]), "std": list(mean_std[1])}
+    sampled = min(len(f.sets["train"][0]), STATS_SAMPLE)
+    record["normalisation"] = "imagenet" if args.pretrained else f"measured on {sampled} training images"
+    return Streamed(f.sets["train"], f.sets["meta"], f.sets["test"], f.train_clean, f.classes, mean_std, record)
+
+
+def measure_mean_std(args, paths):
+    """Per-channel mean and std in [0, 1] of up to STATS_SAMPLE training images, evenly spaced through the list,
+    resized and centre-cropped as the test images are; rounded to 4 places (the values config.json records)."""
+    from mwnet.data.folder import sample_positions
+    from mwnet.data.stream_loader import ImageFiles, StreamLoader
+
+    at = sample_positions(len(paths))
+    files = ImageFiles(
+        args.data_path, [paths[i] for i in at], np.zeros(len(at), dtype=np.int64), args.image_size, False
+    )
+    loader = StreamLoader(files, 100, "cpu", (0.0,) * 3, (1.0,) * 3, workers=workers(args), channels_last=False)
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for x, _, _ in loader.in_order():
+        x = x.double()
+        total += x.sum((0, 2, 3))
+        squares += (x * x).sum((0, 2, 3))
+    n = len(at) * args.image_size**2
+    mean = total / n
+    std = (squares / n - mean**2).clamp_min(0).sqrt().clamp_min(1 / 255)  # constant images: no division by 0
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
 def build_streamed(args, device, seeds):
     """Clothing1M: the noisy training list, a class-balanced meta set from the clean validation list (the
-    protocol's split function, seeded), the clean test list; every file checked before any is used."""
+    protocol's split function, seeded), the clean test list. A folder: its training and test sets, its meta
+    split whole as the clean meta set. Every file checked before any is used."""
     from mwnet.data.stream_loader import ImageFiles, StreamLoader
 
-    sets, train_clean = read_clothing1m(args.data_path)
-    (train_paths, noisy), (val_paths, val_labels) = sets["train"], sets["val"]
-    k = NUM_CLASSES[args.dataset]
-    meta_idx, _, _ = make_noisy_split(val_labels, k, clean_meta(args), "unif", 0.0, args.seed)
+    sets = read_streamed(args)
+    (train_paths, noisy), train_clean, k = sets.train, sets.train_clean, len(sets.classes)
+    pool_paths, pool_labels = sets.pool or ([], np.zeros(0, dtype=np.int64))
+    if args.dataset == "clothing1m":
+        meta_idx, _, _ = make_noisy_split(pool_labels, k, clean_meta(args), "unif", 0.0, args.seed)
+    else:  # the user's meta set is the meta set
+        meta_idx = np.arange(len(pool_paths) if clean_meta(args) else 0, dtype=np.int64)
     check_sizes(args, len(train_paths), len(meta_idx), k)
-    common = dict(device=device, mean=MEAN_STD[args.dataset][0], std=MEAN_STD[args.dataset][1], workers=workers(args))
+    mean, std = sets.mean_std
+    common = dict(device=device, mean=mean, std=std, workers=workers(args))
     files = ImageFiles(args.data_path, train_paths, noisy, args.image_size)
     train = StreamLoader(files, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
     meta = None
     if args.method != "erm" and args.meta_source == "clean":
-        files = ImageFiles(args.data_path, [val_paths[i] for i in meta_idx], val_labels[meta_idx], args.image_size)
+        files = ImageFiles(args.data_path, [pool_paths[i] for i in meta_idx], pool_labels[meta_idx], args.image_size)
         meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
-    listed = [np.asarray(p, dtype=np.bytes_) for p in (train_paths, val_paths, sets["test"][0])]
-    digest = fingerprint(*listed, noisy, val_labels, sets["test"][1], train_clean)
+    listed = [np.asarray(p, dtype=np.bytes_) for p in (train_paths, pool_paths, sets.test[0])]
+    named = [np.asarray(sets.classes, dtype=np.bytes_), np.asarray(sets.mean_std, dtype=np.float64)]
+    digest = fingerprint(*listed, noisy, pool_labels, sets.test[1], train_clean, *(named if sets.folder else []))
     known = train_clean >= 0
     is_noisy = torch.as_tensor(known & (train_clean != noisy), device=device)
     is_clean = torch.as_tensor(known & (train_clean == noisy), device=device)
-    test = streamed_test(args, device, sets["test"])
+    test = streamed_test(args, device, sets.test, sets.mean_std)
     train_idx = np.arange(len(train_paths), dtype=np.int64)
     data = Data(train, meta, test, meta_idx, train_idx, train_clean, noisy, is_noisy, k, digest, None, is_clean)
+    data.classes, data.folder, data.paths = sets.classes, sets.folder, train_paths
     if args.meta_source == "selected":
         check_selectable(args, noisy, k)
 
-        def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
-            at = range(len(train_paths)) if positions is None else positions
-            files = ImageFiles(args.data_path, [train_paths[i] for i in at], noisy[list(at)], args.image_size, augment)
-            return StreamLoader(files, args.batch_size, sampling=sampling, seed=seed, **common)
+    def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
+        at = range(len(train_paths)) if positions is None else positions
+        files = ImageFiles(args.data_path, [train_paths[i] for i in at], noisy[list(at)], args.image_size, augment)
+        return StreamLoader(files, args.batch_size, sampling=sampling, seed=seed, **common)
 
-        data.training_loader = training_loader
+    data.training_loader = training_loader
     return data
 
 
@@ -237,16 +326,19 @@ def build_data(args, device, seeds):
     data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
     data.noise_source = source
     data.subset = subset.describe(np.sort(train_idx)) if args.train_subset else None
+    data.classes = list(CLASS_NAMES.get(args.dataset, [str(c) for c in range(k)]))
     if args.meta_source == "selected":
         check_selectable(args, noisy, k)
-        own = dict(device=device, mean=mean, std=std, channels_last=True)
+    own = dict(device=device, mean=mean, std=std, channels_last=True)
 
-        def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
-            at = train_idx if positions is None else train_idx[positions]
-            lab = noisy if positions is None else noisy[positions]
-            return DeviceLoader(images[at], lab, args.batch_size, sampling=sampling, seed=seed, augment=augment, **own)
+    def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
+        """The training images at `positions` (all, in order), with their noisy labels: the selected meta set's
+        loader, and the unaugmented pass behind samples.csv."""
+        at = train_idx if positions is None else train_idx[positions]
+        lab = noisy if positions is None else noisy[positions]
+        return DeviceLoader(images[at], lab, args.batch_size, sampling=sampling, seed=seed, augment=augment, **own)
 
-        data.training_loader = training_loader
+    data.training_loader = training_loader
     return data
 
 

@@ -9,18 +9,18 @@ import sys
 import time
 import traceback
 
-import numpy as np
 import torch
 
-from mwnet.data.catalog import NUM_CLASSES
-from mwnet.engine import distributed, meta_selection
+from mwnet.engine import distributed, meta_selection, samples
 from mwnet.engine.components import (
     autocast,
     build_data,
     build_learner,
+    class_count,
     environment,
     load_test,
     pick_device,
+    run_seeds,
     set_numerics,
 )
 from mwnet.engine.loop_state import Progress, Tally, restore
@@ -28,12 +28,15 @@ from mwnet.engine.options import args_from_stored, given_flags, name_baseline, p
 from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
 from mwnet.models import build_model
+from mwnet.models.meta_layers import VNet
 from mwnet.runs.reporting import Reporter, TensorBoard, banner, silence
 from mwnet.runs.run_files import (
+    BEST,
     CHECKPOINT,
     CONFIG,
     FREE_FLAGS,
     LOG,
+    MARKER,
     TENSORBOARD,
     ReadOnlyRunDir,
     RunDir,
@@ -63,6 +66,7 @@ def start(args, config, run_dir, data, learner, device, seeds, world):
         "data_fingerprint": data.fingerprint,
         "noise_source": data.noise_source,
         "train_subset_drawn": data.subset,
+        "folder": data.folder,
         "model_source": learner.source,
         "environment": environment(device),
     }
@@ -135,7 +139,7 @@ def prepare(world, args, run_dir):
         device = pick_device(args.device, world.local_rank)
         set_numerics(args.precision, args.deterministic)
         run_dir.check_usable()
-        seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(3)]  # model, train, meta batches
+        seeds = run_seeds(args.seed)
         data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
         for loader in (data.train, data.meta):
             if loader is not None:
@@ -252,6 +256,11 @@ def finish(s, outcome, detail):
         return EXIT_DIVERGED
     weights = progress.last_loss.cpu().numpy(), progress.last_weight.cpu().numpy()
     run_dir.save_weights(data.train_idx, data.clean_labels, data.noisy_labels, *weights)
+    if not s.args.dry_run:  # the suspect labels: a pass over the training images (a dry run's would be no result)
+        learner = s.learner
+        with autocast(s.args.precision, data.test.device):
+            columns = samples.table(data, learner.model, learner.vnet, s.args.method, weights[1])
+        run_dir.save_samples(columns)
     if s.learner.vnet is not None:
         run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])
     run_dir.write_results(results)
@@ -303,7 +312,7 @@ def evaluate_checkpoint(script, args, argv):
     device = pick_device(args.device)
     set_numerics(args.precision, args.deterministic)
     test = load_test(args, device)
-    model = build_model(args, NUM_CLASSES[args.dataset]).to(device, memory_format=torch.channels_last)
+    model = build_model(args, class_count(args)).to(device, memory_format=torch.channels_last)
     check_state(
         model, state["model"], "the model its config names", "pass a checkpoint.pt or model_best.pt of a run", name=path
     )
@@ -314,7 +323,49 @@ def evaluate_checkpoint(script, args, argv):
     print(
         f"{path} (iteration {step}): test loss {loss:.4f}, test accuracy {acc:.2f}% on {len(test.labels)} test images"
     )
+    if not args.dry_run:
+        write_samples(args, path, state, model, device, step)
     return EXIT_OK
+
+
+def write_samples(args, path, state, model, device, step):
+    """--evaluate's samples file, beside the model file in its run directory: samples-it<N>.csv of a checkpoint,
+    samples-best-it<N>.csv of a best model; never into a folder this project did not make, nor into a run in use."""
+    folder = os.path.dirname(os.path.abspath(path))
+    best = os.path.basename(path) == BEST
+    name = f"samples-{'best-' if best else ''}it{step}.csv"
+    if not (os.path.exists(os.path.join(folder, MARKER)) and is_ours(folder)):
+        say(f"note: {name} not written: {folder} is not a run directory of this project")
+        return
+    vnet = None
+    if state.get("vnet") is not None and args.method == "mwnet":
+        vnet = VNet(1, 100, 1).to(device)
+        check_state(
+            vnet, state["vnet"], "a meta-weight-net", "pass a checkpoint.pt or model_best.pt of a run", name=path
+        )
+        vnet.load_state_dict(state["vnet"])
+    last_weight = None
+    if not best:
+        last_weight = state["progress"].get("last_weight")
+        if not isinstance(last_weight, torch.Tensor):
+            raise UserError(f"{path} holds no training weights (progress.last_weight); the run directory is damaged")
+        last_weight = last_weight.float().cpu().numpy()
+    data = build_data(args, device, run_seeds(args.seed))
+    if last_weight is not None and last_weight.shape != (len(data.train_idx),):
+        raise UserError(f"{path}: its training weights do not match the training set; the run directory is damaged")
+    with autocast(args.precision, device):
+        columns = samples.table(data, model, vnet, args.method, last_weight)
+    run_dir = RunDir(folder)
+    try:
+        run_dir.lock()  # a training process holds it: its files are its own
+    except UserError as e:
+        say(f"note: {name} not written: {e}")
+        return
+    try:
+        run_dir.save_samples(columns, name)
+    finally:
+        run_dir.release()
+    print(f"samples: {run_dir.file(name)} (the training samples, most suspect first; python -m mwnet suspects)")
 
 
 def main(script, argv=None):

@@ -7,18 +7,14 @@ training set. Nothing here reads a clean label but `purity`, which measures the 
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from mwnet.engine.samples import predictions
 from mwnet.errors import UserError
 
 
-@torch.no_grad()
 def training_losses(model, loader):
     """Each training image's cross-entropy against its noisy label, in the loader's order, in evaluation mode."""
-    model.eval()
-    losses = torch.cat([F.cross_entropy(model(x).float(), y, reduction="none") for x, y, _ in loader.in_order()])
-    model.train()
-    return losses
+    return predictions(model, loader)[0]
 
 
 def lowest_per_class(losses, noisy, k, per_class):

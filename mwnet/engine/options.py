@@ -64,7 +64,10 @@ DATASET_PRESETS = {
         "num_meta": 7000,
         "epoch": {"epochs": 10, "milestones": [5], "eval_every": 1, "warmup": 1},
         "iter": {"iters": 324000, "milestones": [162000], "eval_every": 32400, "warmup": 32400},
-    }
+    },
+    # A user's own images (data/folder.py): the script's schedule, at 32 x 32 unless the flags say otherwise
+    # (224 for ResNet-50), the meta set from meta/ (or meta.csv) where the folder has one, else selected.
+    "folder": {"image_size": 32, "epoch": {}, "iter": {}},
 }
 LAPTOP_EPOCHS, LAPTOP_MILESTONES = 40, [24, 32]
 # --protocol laptop: a run a CPU finishes (docs/results-fashion-mnist.md, "The laptop protocol"): the small
@@ -151,7 +154,12 @@ def epochs_type(text):
 def _original_flags(p, preset):
     wrn = preset["arch"] == "wrn"
     o = p.add_argument_group("flags of the original script")
-    o.add_argument("--dataset", default="cifar10", choices=DATASETS, help="dataset")
+    o.add_argument(
+        "--dataset",
+        default="cifar10",
+        choices=DATASETS,
+        help="dataset; folder: your own images under --data_path (README, 'Your own data')",
+    )
     o.add_argument("--corruption_prob", type=finite_float, default=0.4, help="label noise probability p in [0, 1]")
     o.add_argument(
         "--corruption_type",
@@ -232,7 +240,7 @@ def build_parser(script):
     n.add_argument(
         "--data_path",
         default="./data",
-        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (Fashion-MNIST: the Debian package's folder unless given)",
+        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (Fashion-MNIST: the Debian package's folder unless given; --dataset folder: train/ and test/, or train.csv and test.csv)",
     )
     n.add_argument(
         "--download",
@@ -276,13 +284,13 @@ def build_parser(script):
         "--image_size",
         type=int,
         default=224,
-        help="Clothing1M: the side of the random (training) or centre (test) crop, after the shorter side is resized to 256/224 of it",
+        help="Clothing1M and --dataset folder (default 32 there, 224 with ResNet-50): the side of the random (training) or centre (test) crop, after the shorter side is resized to 256/224 of it",
     )
     n.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="Clothing1M: loader processes per stream, training and meta each (default: the CPU count less one, at most 8)",
+        help="Clothing1M and --dataset folder: loader processes per stream, training and meta each (default: the CPU count less one, at most 8)",
     )
     n.add_argument(
         "--human_labels",
@@ -441,6 +449,13 @@ def parse_args(script, argv):
         if args.arch != "resnet50" and "pretrained" not in given:  # ImageNet weights are ResNet-50's
             args.pretrained = None
         args.corruption_prob = 0.0  # recorded as no synthetic noise
+        if args.dataset == "folder":
+            if args.arch == "resnet50" and "image_size" not in given:
+                args.image_size = 224
+            if "meta_source" not in given:  # a folder without a clean meta set: one selected from its training set
+                from mwnet.data.folder import has_meta
+
+                args.meta_source = "clean" if has_meta(args.data_path) or args.method == "erm" else "selected"
     if args.corruption_type == "human":
         if "corruption_prob" in given_flags(script, argv):
             raise UserError(
@@ -474,7 +489,11 @@ def like_flags(script, path):
 
 def name_baseline(args):
     """The flags of a run given only its script, dataset and protocol: what its default name leaves unsaid."""
-    argv = ["--dataset", args.dataset] + (["--protocol", args.protocol] if args.protocol else [])
+    argv = ["--dataset", args.dataset, "--method", args.method] + (
+        ["--protocol", args.protocol] if args.protocol else []
+    )
+    if args.dataset == "folder":  # whether the folder has a meta set decides its default --meta_source
+        argv += ["--data_path", args.data_path]
     return vars(parse_args(args.script, argv))
 
 
@@ -573,7 +592,7 @@ def check_args(args):
     if not 0 <= args.corruption_prob <= 1:
         raise UserError(f"--corruption_prob must lie in [0, 1], got {args.corruption_prob}")
     # What the split would refuse, checked here too, so that it is said before any data is read or downloaded.
-    k = NUM_CLASSES[args.dataset]
+    k = NUM_CLASSES.get(args.dataset)  # a folder's: known once it is read (components.read_streamed)
     if args.corruption_type == "human":
         if args.dataset not in VARIANTS:
             raise UserError(
@@ -591,7 +610,7 @@ def check_args(args):
         raise UserError(
             "hierarchical noise needs CIFAR-100's coarse classes: use --dataset cifar100 or another --corruption_type"
         )
-    if args.num_meta % k:
+    if k and args.num_meta % k:
         raise UserError(
             f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes ({k}), so that the meta set is class-balanced"
         )
@@ -622,6 +641,8 @@ def check_args(args):
         raise UserError(f"--workers must not be negative, got {args.workers}")
     if not 16 <= args.image_size <= 1024:
         raise UserError(f"--image_size must lie in [16, 1024], got {args.image_size}")
+    if args.dataset in STREAMED and args.arch == "wrn" and args.image_size != 32:
+        raise UserError(f"--arch wrn takes 32 x 32 images; pass --image_size 32, not {args.image_size}")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate exclude each other: --evaluate only reads a checkpoint")
     if args.meta_source == "selected":
@@ -630,7 +651,9 @@ def check_args(args):
                 "--meta_source selected picks a meta set for --method mwnet or l2rw; plain training has none"
             )
         if args.num_meta == 0:
-            raise UserError(f"--meta_source selected needs --num_meta > 0, a multiple of {k}: the size of the meta set")
+            raise UserError(
+                f"--meta_source selected needs --num_meta > 0, a multiple of {k or 'the number of classes'}: the size of the meta set"
+            )
         if not args.warmup > 0:
             raise UserError(f"--warmup must be positive, got {args.warmup}")
     if args.tensorboard:

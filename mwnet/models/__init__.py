@@ -28,9 +28,10 @@ def build_model(args, num_classes):
 
         return ResNet34(num_classes)
     if args.arch == "smallcnn":  # the laptop protocol's (--protocol laptop)
+        from mwnet.data.catalog import STREAMED
         from mwnet.models.small import SmallCNN
 
-        return SmallCNN(num_classes)
+        return SmallCNN(num_classes, in_size=args.image_size if args.dataset in STREAMED else 32)
     if args.arch == "resnet50":  # torchvision's; its ImageNet weights are loaded at a fresh start (--pretrained)
         from mwnet.models.imagenet import resnet50
 

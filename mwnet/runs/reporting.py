@@ -32,13 +32,21 @@ def _num(value, digits):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def setting(args, noise_rate):
+def setting(args, noise_rate, data=None):
     """The data's setting in words: noise type and probability, imbalance, and the actual share of wrong labels."""
     parts = []
     if args.imb_factor:
         parts.append(f"long-tailed, imbalance factor {args.imb_factor:g}")
     if args.dataset == "clothing1m":
         return f"its web labels; {100 * noise_rate:.1f}% wrong among the training images that also have a clean label"
+    if args.dataset == "folder":
+        known = data.clean_labels >= 0 if data is not None else None
+        tail = (
+            f"{100 * noise_rate:.1f}% wrong among the {int(known.sum())} with a clean label"
+            if known is not None and known.any()
+            else "no clean label known"
+        )
+        return f"its own labels ({args.data_path}, {data.num_classes if data is not None else '?'} classes; {tail})"
     if args.corruption_type == "human":
         parts.append(f"human labels ({args.human_labels}, CIFAR-N)")
     elif args.corruption_prob or not args.imb_factor:
@@ -47,6 +55,8 @@ def setting(args, noise_rate):
 
 
 def meta_words(args, data, plan):
+    if args.meta_source == "clean" and args.dataset == "folder" and data.meta is not None:
+        return f"{len(data.meta_idx)} meta (its meta split)"
     if args.meta_source == "clean":
         return f"{len(data.meta_idx)} meta"
     return f"{args.num_meta} meta selected from them at iteration {plan.warmup} (their noisy labels)"
@@ -76,7 +86,7 @@ def banner(args, plan, data, device, run_dir, resumed_at, processes=1):
     if args.real_lr_ahead:
         schedule += f" ({args.real_lr_ahead:g} {unit} earlier for the real step)"
     lines = [
-        f"{args.script}: {args.method} ({'dry run, ' if args.dry_run else ''}{model}) on {args.dataset}, {setting(args, data.noise_rate)}",
+        f"{args.script}: {args.method} ({'dry run, ' if args.dry_run else ''}{model}) on {args.dataset}, {setting(args, data.noise_rate, data)}",
         f"  run directory  {run_dir}",
         f"  device         {device}{threads}, precision {args.precision}"
         + (f"; {processes} processes (torchrun), each a slice of every batch" if processes > 1 else ""),

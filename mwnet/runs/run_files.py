@@ -6,6 +6,8 @@ results.json              status ("finished" or "diverged"), best and last test 
 split.npz                 meta and training indices, clean and noisy labels
 weights.npz               each training sample's last loss and weight, with its noisy-or-not flag
 weighting_function.csv    the final meta-weight-net's weight at each loss of the grid
+samples.csv               every training sample's label, prediction, loss and weight, most suspect first
+                          (--evaluate writes samples-it<N>.csv or samples-best-it<N>.csv of the model it reads)
 checkpoint.pt             everything needed to continue (--resume), at the last evaluation or stop
 model_best.pt             model and meta-weight-net at the best test accuracy
 train.log                 what the run printed, appended on every start and resume
@@ -27,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -43,13 +46,20 @@ from mwnet.untrusted import torch_file
 CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
 SPLIT, WEIGHTS, CURVE = "split.npz", "weights.npz", "weighting_function.csv"
 SELECTION = "meta_selection.json"  # --meta_source selected: the images, when, and their measured purity
+SAMPLES = "samples.csv"  # the suspect labels (engine/samples.py), at a run's end
+# Its columns. index: the sample's index in the dataset's training set (a streamed dataset's: its line in the
+# list); path: a streamed dataset's image, relative to --data_path; weight: the final meta-weight-net's weight of
+# the final model's loss (MW-Net); last_weight: the weight the sample last received in training; clean_label and
+# corrupted (1 or 0): where the clean label is known. An empty cell: not known or not defined for the method.
+SAMPLE_COLUMNS = ("rank", "index", "path", "given_label", "given_class", "predicted_label", "predicted_class")
+SAMPLE_COLUMNS += ("probability", "loss", "weight", "last_weight", "clean_label", "corrupted")
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
 # Written first into every run directory this project makes: a folder without it is never written into.
 MARKER = ".mwnet-run"
 MARKER_TEXT = "A run directory of mwnet (Meta-Weight-Net reproduction); its files are described in docs/usage.md.\n"
 TMP_PREFIX = ".tmp-"
 # What a fresh start replaces in a directory that holds no run (no checkpoint, no results). train.log stays.
-PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD, SELECTION)
+PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD, SELECTION, SAMPLES)
 
 # Flags that do not change a run's numbers: the only ones that may differ between a run and the command
 # that resumes it, evaluates it, or (in the runner) counts it as done.
@@ -71,7 +81,7 @@ FREE_FLAGS = (
 )
 # What config.json records beside the flags.
 RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "world_size")
-RECORDED += ("environment", "train_subset_drawn")
+RECORDED += ("environment", "train_subset_drawn", "folder")
 CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
 CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
 BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
@@ -230,6 +240,37 @@ def read_weights(run_dir):
     return arrays
 
 
+def _cell(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float | np.floating):
+        return "" if not math.isfinite(value) else f"{value:.6g}"
+    return "" if value < 0 else str(int(value))  # labels, indices: -1 is unknown
+
+
+def read_samples(path):
+    """samples.csv (or a file of its kind) as {column: list of text}, its header and rows checked."""
+    if os.path.isdir(path):
+        path = os.path.join(path, SAMPLES)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} does not exist; a run writes it when it finishes (--evaluate RUN writes one for its checkpoint)"
+        ) from None
+    except (OSError, ValueError, csv.Error) as e:
+        raise UserError(f"{path} is not a readable CSV ({type(e).__name__}); the file is damaged") from None
+    if not rows or tuple(rows[0]) != SAMPLE_COLUMNS:
+        raise UserError(f"{path} is not a samples file of this project (its header differs); the file is damaged")
+    body = rows[1:]
+    bad = next((i for i, r in enumerate(body, 2) if len(r) != len(SAMPLE_COLUMNS)), None)
+    if bad is not None or not body:
+        where = f"line {bad} has another number of fields" if bad else "no sample"
+        raise UserError(f"{path}: {where}; the file is damaged")
+    return {name: [r[i] for r in body] for i, name in enumerate(SAMPLE_COLUMNS)}
+
+
 def status(run_dir):
     """empty, started (flags written, no checkpoint: holds no run), stopped, finished or diverged."""
     results = read_json(os.path.join(run_dir, RESULTS))
@@ -363,6 +404,9 @@ def default_run_name(config, baseline):
         noise = f"human-{config['human_labels']}"
     if config["dataset"] == "clothing1m":
         noise = "web"
+    if config["dataset"] == "folder":  # the folder's name: two folders, two names (the data_path is a free flag)
+        folder = os.path.basename(os.path.normpath(os.path.abspath(config.get("data_path") or "data")))
+        noise = re.sub(r"[^A-Za-z0-9_.+-]+", "_", folder).strip("._") or "data"
     if config.get("imb_factor"):
         noise = f"imb{config['imb_factor']:g}" + (f"-{noise}" if config["corruption_prob"] else "")
     if config.get("train_subset"):
@@ -417,8 +461,11 @@ class RunDir:
         try:
             yield self
         finally:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            self.release()
+
+    def release(self):
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
     def lock(self):
         """Make the directory (marked as a run directory) and lock it, or say who holds it."""
@@ -524,6 +571,19 @@ class RunDir:
             weight=weight,
         )
 
+    def save_samples(self, columns, name=SAMPLES):
+        """samples.csv: engine/samples.table's columns, in SAMPLE_COLUMNS' order; None: an empty column."""
+        n = len(columns["rank"])
+        cols = [columns[c] if columns[c] is not None else [""] * n for c in SAMPLE_COLUMNS]
+
+        def write(tmp):
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(SAMPLE_COLUMNS)
+                writer.writerows([_cell(v) for v in row] for row in zip(*cols, strict=True))
+
+        write_atomic(self.file(name), write)
+
     def save_meta_selection(self, record):
         """The selected meta set: positions in the training set (split.npz's train_idx), their original indices,
         the iteration, and the purity where clean labels are known (for the record: training never reads them)."""
@@ -558,6 +618,7 @@ class ReadOnlyRunDir(RunDir):
 
     prepare_fresh = remove_temporaries = save_checkpoint = save_best = append_metrics = rewrite_metrics = _nothing
     write_config = write_results = save_split = save_weights = save_weighting_function = save_meta_selection = _nothing
+    save_samples = _nothing
 
 
 def load_state(path, keys, what, state=None):

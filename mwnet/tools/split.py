@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from mwnet.cli import Parser
-from mwnet.data.catalog import DATASETS, NUM_CLASSES
+from mwnet.data.catalog import DATASETS, NUM_CLASSES, STREAMED
 from mwnet.data.files import default_root, load_arrays
 from mwnet.data.noise import CORRUPTION_TYPES, make_noisy_split
 from mwnet.errors import UserError
@@ -19,7 +19,9 @@ from mwnet.errors import UserError
 
 def main(argv=None):
     p = Parser(description="Build a noisy split and print what it holds.")
-    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="(default: cifar10)")
+    p.add_argument(
+        "--dataset", default="cifar10", choices=[d for d in DATASETS if d not in STREAMED], help="(default: cifar10)"
+    )
     p.add_argument(
         "--data_path",
         default="./data",

@@ -1,0 +1,208 @@
+"""Finding the corrupted labels: MW-Net's ranking (samples.csv) beside cleanlab's, on the laptop protocol.
+
+    pip install cleanlab            # for this benchmark only: the package does not need it
+    OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "unif 0.4" --out runs/bench_label_errors
+    OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "flip2 0.4" --out runs/bench_label_errors
+
+For one noise setting of Fashion-MNIST (the laptop protocol: SmallCNN, the fixed 5,000 training images, 40
+epochs, lr 0.02, no augmentation), on the CPU:
+  MW-Net        one run of MW-Net.py --protocol laptop; its samples.csv ranks the training labels by the final
+                meta-weight-net's weight of the final model's loss (and, a second row, by the last weight each
+                sample received in training)
+  plain         one run of plain training (--method erm), the same schedule; samples.csv ranks by final loss
+  cleanlab      K-fold cross-validation of plain training with the same classifier, schedule and epochs (each fold
+                model 40 epochs over the other K-1 folds); cleanlab.rank.get_label_quality_scores (self-confidence)
+                of the out-of-fold probabilities ranks the labels, and cleanlab.filter.find_label_issues flags a set
+Prints, for each: AUROC of the ranking against the truly corrupted labels, precision at k (k = the number of
+corrupted labels), the flagged set's size, precision and recall (cleanlab's), and the wall time on this machine.
+AUROC is computed here (average ranks for ties) and checked against scikit-learn's, which cleanlab brings.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def average_ranks(x):
+    """1-based ranks of x, tied values sharing their average rank."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    values, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
+    return ranks
+
+
+def auroc(suspicion, corrupted):
+    """The chance that a corrupted label is more suspect than a clean one (ties count half): Mann-Whitney U."""
+    corrupted = np.asarray(corrupted, dtype=bool)
+    positives, negatives = corrupted.sum(), (~corrupted).sum()
+    if not positives or not negatives:
+        return float("nan")
+    ranks = average_ranks(suspicion)
+    return float((ranks[corrupted].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def precision_at_k(suspicion, corrupted):
+    """The share of corrupted labels among the k most suspect, k the number of corrupted labels (ties by position)."""
+    corrupted = np.asarray(corrupted, dtype=bool)
+    k = int(corrupted.sum())
+    order = np.lexsort((np.arange(len(corrupted)), -np.asarray(suspicion, dtype=np.float64)))
+    return float(corrupted[order[:k]].mean()) if k else float("nan")
+
+
+def training_args(setting, seed, method, out, epochs=None):
+    from mwnet.engine.options import parse_args
+
+    kind, p = setting.split()
+    argv = ["--protocol", "laptop", "--dataset", "fashionmnist", "--corruption_type", kind, "--corruption_prob", p]
+    argv += ["--seed", str(seed), "--method", method, "--device", "cpu", "--out", out]
+    argv += ["--epochs", str(epochs), "--milestones"] if epochs else []  # a shortened check of the benchmark itself
+    return argv, parse_args("MW-Net.py", argv)
+
+
+def run_script(argv):
+    """One training run through MW-Net.py, in this process; its samples.csv, by position in the training set."""
+    from mwnet.engine.launch import main
+    from mwnet.runs.run_files import read_samples
+
+    start = time.perf_counter()
+    code = main("MW-Net.py", argv)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"MW-Net.py {' '.join(argv)} ended with {code}")
+    return read_samples(argv[argv.index("--out") + 1]), seconds
+
+
+def by_position(rows, train_idx):
+    """samples.csv's rows reordered to the training set's order (split.npz's train_idx)."""
+    where = {int(i): p for p, i in enumerate(train_idx)}
+    order = np.asarray([where[int(i)] for i in rows["index"]])
+    out = {}
+    for name, values in rows.items():
+        column = np.empty(len(values), dtype=object)
+        column[order] = values
+        out[name] = column
+    return out
+
+
+def cross_validated(setting, seed, folds, epochs=None):
+    """Out-of-fold predicted probabilities of plain training, K folds stratified by the noisy labels; the noisy
+    labels and the truly corrupted flags, in the training set's order."""
+    import torch
+    from sklearn.model_selection import StratifiedKFold
+
+    from mwnet.engine.components import build_data, build_learner, run_seeds
+    from mwnet.engine.training import make_plan
+    from mwnet.method.meta_step import erm_step
+
+    _, args = training_args(setting, seed, "erm", "unused", epochs)
+    device = torch.device("cpu")
+    seeds = run_seeds(seed)
+    data = build_data(args, device, seeds)
+    noisy = data.noisy_labels
+    probs = np.zeros((len(noisy), data.num_classes))
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (train_at, held_at) in enumerate(split.split(np.zeros(len(noisy)), noisy)):
+        loader = data.training_loader(train_at, args.augment, "epoch", seeds[1] + fold)
+        plan = make_plan(args, len(loader), len(train_at))
+        learner = build_learner(args, data.num_classes, device, seeds[0] + fold)
+        for step in range(plan.total):
+            for group in learner.optimizer.param_groups:
+                group["lr"] = plan.lr_at(step)
+            x, y, _ = loader.next_batch()
+            erm_step(learner.model, learner.optimizer, x, y)
+        model = learner.model.eval()
+        with torch.no_grad():
+            held = data.training_loader(held_at)
+            probs[held_at] = torch.cat([model(x).softmax(1) for x, _, _ in held.in_order()]).double().numpy()
+        print(f"  fold {fold + 1}/{folds}: {plan.total} iterations on {len(train_at)} images", flush=True)
+    return probs, noisy, data.clean_labels != noisy, data.train_idx
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--setting", default="unif 0.4", help="noise type and probability (default: 'unif 0.4')")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--folds", type=int, default=5, help="cleanlab's cross-validation folds (default: 5, its own)")
+    p.add_argument("--out", default="runs/bench_label_errors", help="where the two training runs go")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="a shorter run than the protocol's 40 epochs, to check this script"
+    )
+    args = p.parse_args(argv)
+    try:
+        import cleanlab
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+        from sklearn.metrics import roc_auc_score
+    except ImportError:
+        raise SystemExit("this benchmark needs cleanlab: pip install cleanlab") from None
+    import torch
+
+    name = args.setting.replace(" ", "_")
+    results = {}
+    # cleanlab first: its folds are the training set of the runs' split (the same seed, the same noisy labels)
+    start = time.perf_counter()
+    probs, noisy, corrupted, train_idx = cross_validated(args.setting, args.seed, args.folds, args.epochs)
+    trained = time.perf_counter() - start
+    start = time.perf_counter()
+    quality = get_label_quality_scores(noisy, probs)
+    flagged = find_label_issues(noisy, probs)
+    found = time.perf_counter() - start
+    results["cleanlab"] = {"suspicion": -quality, "flagged": flagged, "seconds": trained + found}
+    for method in ("mwnet", "erm"):
+        argv, _ = training_args(args.setting, args.seed, method, os.path.join(args.out, name, method), args.epochs)
+        rows, seconds = run_script(argv)
+        rows = by_position(rows, train_idx)
+        if not np.array_equal(rows["corrupted"].astype(np.int64), corrupted.astype(np.int64)):
+            raise SystemExit("the runs' corrupted labels differ from the cross-validation's: not the same split")
+        results[method] = {"suspicion": -rows["rank"].astype(np.float64), "seconds": seconds}
+        if method == "mwnet":
+            last = np.asarray([float(w) if w else np.nan for w in rows["last_weight"]])
+            results["mwnet_last"] = {"suspicion": -last, "seconds": seconds}
+    k, n = int(corrupted.sum()), len(corrupted)
+    print(
+        f"Fashion-MNIST laptop protocol, {args.setting} noise, seed {args.seed}: {k} of {n} training labels corrupted;"
+        f" torch {torch.__version__}, cleanlab {cleanlab.__version__}, {torch.get_num_threads()} CPU thread(s)"
+    )
+    names = {
+        "mwnet": "MW-Net: final weight (samples.csv order)",
+        "mwnet_last": "MW-Net: last weight in training",
+        "erm": "plain training: final loss",
+        "cleanlab": f"cleanlab: {args.folds}-fold self-confidence",
+    }
+    print(f"{'ranking':<42} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
+    record = {"setting": args.setting, "seed": args.seed, "corrupted": k, "n": n, "folds": args.folds}
+    record.update(torch=torch.__version__, cleanlab=cleanlab.__version__, threads=torch.get_num_threads())
+    for key in ("mwnet", "mwnet_last", "erm", "cleanlab"):
+        r = results[key]
+        suspicion = np.nan_to_num(r["suspicion"], nan=-np.inf)  # never drawn: least suspect
+        a = auroc(suspicion, corrupted)
+        reference = roc_auc_score(corrupted, suspicion)
+        if not np.isclose(a, reference, atol=1e-9):
+            raise SystemExit(f"AUROC {a} differs from scikit-learn's {reference}")
+        pk = precision_at_k(suspicion, corrupted)
+        row = {"auroc": a, "precision_at_k": pk, "seconds": r["seconds"]}
+        flagged = ""
+        if "flagged" in r:
+            f = r["flagged"]
+            row.update(flagged=int(f.sum()), precision=float(corrupted[f].mean()), recall=float(f[corrupted].mean()))
+            flagged = f"{row['flagged']:>8} {row['precision']:>6.3f} {row['recall']:>6.3f}"
+        else:
+            flagged = f"{'-':>8} {'-':>6} {'-':>6}"
+        print(f"{names[key]:<42} {a:>6.3f} {pk:>6.3f} {flagged} {r['seconds']:>7.0f}")
+        record[key] = row
+    path = os.path.join(args.out, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The suspect labels: each training sample as the trained model and meta-weight-net see it, for samples.csv
+(run_files.SAMPLE_COLUMNS; docs/usage.md, "Run files").
+
+Every training image once, in order, unaugmented, in evaluation mode: its loss against its given (noisy) label,
+the class the model predicts and that class's probability, and (MW-Net) the weight the final meta-weight-net
+gives that loss. Beside it the weight the image last received in training (the last epoch's, when batches are
+shuffled passes). Sorted from the most to the least suspect: by that final weight, lowest first (MW-Net), or
+by loss, highest first (plain training, L2RW, whose weights are per batch); ties by loss, then by position.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def predictions(model, loader):
+    """(losses, predicted classes, their probabilities) of the loader's images in its order, in evaluation mode."""
+    model.eval()
+    losses, predicted, probability = [], [], []
+    for x, y, _ in loader.in_order():
+        logits = model(x).float()
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
+        p, c = logits.softmax(1).max(1)
+        predicted.append(c)
+        probability.append(p)
+    model.train()
+    return torch.cat(losses), torch.cat(predicted), torch.cat(probability)
+
+
+@torch.no_grad()
+def table(data, model, vnet, method, last_weight=None):
+    """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first.
+    last_weight: each sample's last weight in training (NaN where never drawn), or None (a best model's file)."""
+    loss, predicted, probability = predictions(model, data.training_loader())
+    weight = None
+    if method == "mwnet" and vnet is not None:
+        weight = vnet(loss.unsqueeze(1)).squeeze(1).float().cpu().numpy()
+    loss, predicted, probability = (t.float().cpu().numpy() for t in (loss, predicted, probability))
+    positions = np.arange(len(loss))
+    if weight is not None:
+        order = np.lexsort((positions, -loss, weight))
+    else:
+        order = np.lexsort((positions, -loss))
+    given, clean = data.noisy_labels, data.clean_labels
+    names = data.classes or [str(c) for c in range(data.num_classes)]
+    predicted = predicted.astype(np.int64)
+    kept = None if method == "erm" or last_weight is None else np.asarray(last_weight, dtype=np.float64)
+    columns = {
+        "rank": positions + 1,
+        "index": data.train_idx[order],
+        "path": [data.paths[i] for i in order] if data.paths is not None else [""] * len(order),
+        "given_label": given[order],
+        "given_class": [names[c] for c in given[order]],
+        "predicted_label": predicted[order],
+        "predicted_class": [names[c] for c in predicted[order]],
+        "probability": probability[order],
+        "loss": loss[order],
+        "weight": None if weight is None else weight[order],
+        "last_weight": None if kept is None else kept[order],
+        "clean_label": np.where(clean[order] >= 0, clean[order], -1),
+        "corrupted": np.where(clean[order] >= 0, (clean[order] != given[order]).astype(np.int64), -1),
+    }
+    return columns

@@ -1,0 +1,141 @@
+"""The labels a run finds suspect: the top of its samples.csv, printed, and a contact sheet of their images.
+
+    python -m mwnet suspects runs/resnet32-folder-shapes-mwnet-s1            # its samples.csv, the top 20
+    python -m mwnet suspects runs/<run>/samples-best-it800.csv --top 40 --out sheet.png
+Prints the N most suspect training samples (rank, index or path, given and predicted class, the predicted
+class's probability, loss, weight) and, where the clean labels are known, how many of them are corrupted; draws
+the N images with their given and predicted labels into a PNG (default: suspects.png beside the samples file).
+The images are read from the run's data (config.json's dataset and --data_path, or the --data_path given).
+"""
+
+import math
+import os
+import sys
+
+import numpy as np
+
+from mwnet.cli import Parser
+from mwnet.errors import UserError
+from mwnet.runs.run_files import CONFIG, SAMPLES, is_ours, read_json, read_samples, write_atomic
+
+
+def parse(argv):
+    p = Parser(description="The most suspect labels of a run: printed, and a contact sheet of their images.")
+    p.add_argument("run", help=f"a run directory (its {SAMPLES}) or a samples file of one")
+    p.add_argument("--top", type=int, default=20, help="how many samples to print and draw (default: 20)")
+    p.add_argument(
+        "--out", default=None, help="the contact sheet's PNG (default: suspects.png beside the samples file)"
+    )
+    p.add_argument("--no_sheet", action="store_true", help="print only, draw no contact sheet")
+    p.add_argument("--data_path", default=None, help="where the run's images are now (default: the run's own)")
+    args = p.parse_args(argv)
+    if args.top < 1:
+        raise UserError(f"--top must be positive, got {args.top}")
+    return args
+
+
+def _number(text, digits):
+    return "-" if text == "" else f"{float(text):.{digits}f}"
+
+
+def report(rows, top, path):
+    """The lines printed: what the file is, the top rows, and how many of them are known to be corrupted."""
+    n = len(rows["rank"])
+    by = "the final meta-weight-net's weight, lowest first" if rows["weight"][0] != "" else "loss, highest first"
+    lines = [f"{path}: {n} training samples; the {min(top, n)} most suspect (by {by}):"]
+    where = "path" if rows["path"][0] else "index"
+    head = f"{'rank':>6}  {where:<28} {'given':<16} {'predicted':<16} {'prob':>5} {'loss':>7} {'weight':>7} {'corrupted':>9}"
+    lines.append(head)
+    for i in range(min(top, n)):
+        corrupted = {"1": "yes", "0": "no", "": "?"}[rows["corrupted"][i]]
+        name = rows[where][i]
+        name = name if len(name) <= 28 else "..." + name[-25:]
+        lines.append(
+            f"{rows['rank'][i]:>6}  {name:<28} {rows['given_class'][i][:16]:<16} {rows['predicted_class'][i][:16]:<16}"
+            f" {_number(rows['probability'][i], 2):>5} {_number(rows['loss'][i], 3):>7}"
+            f" {_number(rows['weight'][i], 3):>7} {corrupted:>9}"
+        )
+    known = np.asarray([c != "" for c in rows["corrupted"]])
+    if known.any():
+        corrupted = np.asarray([c == "1" for c in rows["corrupted"]])
+        k = int(corrupted.sum())
+        shown = min(top, n)
+        lines.append(
+            f"corrupted: {int(corrupted[:shown].sum())} of these {shown}; {k} in all (clean label known for {int(known.sum())}),"
+            f" {int(corrupted[:k].sum())} of them among the {k} most suspect"
+        )
+    return lines
+
+
+def images(config, rows, count, data_path):
+    """The first `count` samples' images as HxWx3 uint8 arrays, read from the run's data."""
+    from mwnet.data.catalog import STREAMED
+
+    dataset = config.get("dataset")
+    root = data_path or config.get("data_path") or "./data"
+    if dataset in STREAMED:
+        from PIL import Image
+
+        out = []
+        for rel in rows["path"][:count]:
+            path = os.path.join(root, rel)
+            try:
+                with Image.open(path) as f:
+                    out.append(np.asarray(f.convert("RGB")))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                raise UserError(
+                    f"cannot read the image {path} ({type(e).__name__}); pass --data_path where the run's images are, or --no_sheet"
+                ) from None
+        return out
+    from mwnet.data.files import default_root, load_arrays
+
+    train, _, _ = load_arrays(dataset, default_root(dataset, root), True, False)
+    return [train[int(i)] for i in rows["index"][:count]]
+
+
+def draw(pictures, rows, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(5, len(pictures))
+    lines = math.ceil(len(pictures) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(1.6 * cols, 1.9 * lines), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    colours = {"1": "tab:red", "0": "tab:green", "": "black"}
+    for i, (ax, picture) in enumerate(zip(axes.flat, pictures, strict=False)):
+        ax.imshow(picture, interpolation="nearest")
+        title = f"#{rows['rank'][i]} given {rows['given_class'][i][:14]}\npredicted {rows['predicted_class'][i][:14]}"
+        ax.set_title(f"{title} {_number(rows['probability'][i], 2)}", fontsize=6.5, color=colours[rows["corrupted"][i]])
+    known = any(c != "" for c in rows["corrupted"][: len(pictures)])
+    note = "; red: label known corrupted, green: known clean" if known else ""
+    fig.suptitle(f"the {len(pictures)} most suspect labels{note}", fontsize=7)
+    fig.tight_layout()
+    write_atomic(out, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    plt.close(fig)
+
+
+def main(argv=None):
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+        path = os.path.join(args.run, SAMPLES) if os.path.isdir(args.run) else args.run
+        rows = read_samples(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        for line in report(rows, args.top, path):
+            print(line)
+        if args.no_sheet:
+            return 0
+        config = read_json(os.path.join(folder, CONFIG))
+        if config is None:
+            raise UserError(f"no {CONFIG} beside {path}: the images cannot be found; pass --no_sheet")
+        out = args.out or os.path.join(folder, "suspects.png")
+        if args.out is None and not is_ours(folder):
+            raise UserError(f"{folder} is not a run directory of this project; pass --out for the contact sheet")
+        draw(images(config, rows, min(args.top, len(rows["rank"])), args.data_path), rows, out)
+        print(f"contact sheet: {out}")
+        return 0
+    except UserError as e:
+        sys.stderr.write(f"suspects: error: {e}\n")
+        return 2
