@@ -7,9 +7,12 @@
 For one noise setting of Fashion-MNIST (the laptop protocol: SmallCNN, the fixed 5,000 training images, 40
 epochs, lr 0.02, no augmentation), on the CPU:
   MW-Net        one run of MW-Net.py --protocol laptop; its samples.csv ranks the training labels by the final
-                meta-weight-net's weight of the final model's loss (and, a second row, by the last weight each
-                sample received in training)
-  plain         one run of plain training (--method erm), the same schedule; samples.csv ranks by final loss
+                meta-weight-net's weight of the final model's loss; second, by the last weight each sample
+                received in training; third, the samples file --evaluate writes of its best model (model_best.pt,
+                chosen by test accuracy as the original's "best": it reads the test labels)
+  MW-Net, selected   the same with --meta_source selected: no clean label read, as on a folder without meta/
+  plain         one run of plain training (--method erm), the same schedule; samples.csv ranks by final loss,
+                and its best model's file by that model's loss
   cleanlab      K-fold cross-validation of plain training with the same classifier, schedule and epochs (each fold
                 model 40 epochs over the other K-1 folds); cleanlab.rank.get_label_quality_scores (self-confidence)
                 of the out-of-fold probabilities ranks the labels, and cleanlab.filter.find_label_issues flags a set
@@ -62,22 +65,32 @@ def training_args(setting, seed, method, out, epochs=None):
 
     kind, p = setting.split()
     argv = ["--protocol", "laptop", "--dataset", "fashionmnist", "--corruption_type", kind, "--corruption_prob", p]
+    if method == "mwnet_selected":
+        method, argv = "mwnet", argv + ["--meta_source", "selected"]
     argv += ["--seed", str(seed), "--method", method, "--device", "cpu", "--out", out]
-    argv += ["--epochs", str(epochs), "--milestones"] if epochs else []  # a shortened check of the benchmark itself
+    if epochs:  # a shortened check of the benchmark itself
+        argv += ["--epochs", str(epochs), "--milestones"] + (
+            ["--warmup", str(epochs / 2)] if "--meta_source" in argv else []
+        )
     return argv, parse_args("MW-Net.py", argv)
 
 
 def run_script(argv):
-    """One training run through MW-Net.py, in this process; its samples.csv, by position in the training set."""
+    """One training run through MW-Net.py, in this process, then --evaluate of its best model: (its samples.csv,
+    the seconds it took), (the best model's samples file, the seconds the evaluation added)."""
     from mwnet.engine.launch import main
     from mwnet.runs.run_files import read_samples
 
-    start = time.perf_counter()
-    code = main("MW-Net.py", argv)
-    seconds = time.perf_counter() - start
-    if code != 0:
-        raise SystemExit(f"MW-Net.py {' '.join(argv)} ended with {code}")
-    return read_samples(argv[argv.index("--out") + 1]), seconds
+    out = argv[argv.index("--out") + 1]
+    timed = []
+    for words in (argv, ["--evaluate", os.path.join(out, "model_best.pt"), "--device", "cpu"]):
+        start = time.perf_counter()
+        code = main("MW-Net.py", words)
+        timed.append(time.perf_counter() - start)
+        if code != 0:
+            raise SystemExit(f"MW-Net.py {' '.join(words)} ended with {code}")
+    best = [f for f in os.listdir(out) if f.startswith("samples-best-it")]
+    return (read_samples(out), timed[0]), (read_samples(os.path.join(out, best[0])), timed[1])
 
 
 def by_position(rows, train_idx):
@@ -156,13 +169,15 @@ def main(argv=None):
     flagged = find_label_issues(noisy, probs)
     found = time.perf_counter() - start
     results["cleanlab"] = {"suspicion": -quality, "flagged": flagged, "seconds": trained + found}
-    for method in ("mwnet", "erm"):
+    for method in ("mwnet", "mwnet_selected", "erm"):
         argv, _ = training_args(args.setting, args.seed, method, os.path.join(args.out, name, method), args.epochs)
-        rows, seconds = run_script(argv)
-        rows = by_position(rows, train_idx)
+        (rows, seconds), (best, more) = run_script(argv)
+        rows, best = by_position(rows, train_idx), by_position(best, train_idx)
+        # the selected meta set's images stay in the training set; the clean meta set's are outside it
         if not np.array_equal(rows["corrupted"].astype(np.int64), corrupted.astype(np.int64)):
             raise SystemExit("the runs' corrupted labels differ from the cross-validation's: not the same split")
         results[method] = {"suspicion": -rows["rank"].astype(np.float64), "seconds": seconds}
+        results[method + "_best"] = {"suspicion": -best["rank"].astype(np.float64), "seconds": seconds + more}
         if method == "mwnet":
             last = np.asarray([float(w) if w else np.nan for w in rows["last_weight"]])
             results["mwnet_last"] = {"suspicion": -last, "seconds": seconds}
@@ -172,15 +187,19 @@ def main(argv=None):
         f" torch {torch.__version__}, cleanlab {cleanlab.__version__}, {torch.get_num_threads()} CPU thread(s)"
     )
     names = {
-        "mwnet": "MW-Net: final weight (samples.csv order)",
+        "mwnet": "MW-Net: final weight (samples.csv)",
         "mwnet_last": "MW-Net: last weight in training",
+        "mwnet_best": "MW-Net: best model's weight (test-chosen)",
+        "mwnet_selected": "MW-Net, selected meta set: final weight",
+        "mwnet_selected_best": "MW-Net, selected: best model's weight",
         "erm": "plain training: final loss",
+        "erm_best": "plain training: best model's loss",
         "cleanlab": f"cleanlab: {args.folds}-fold self-confidence",
     }
     print(f"{'ranking':<42} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
     record = {"setting": args.setting, "seed": args.seed, "corrupted": k, "n": n, "folds": args.folds}
     record.update(torch=torch.__version__, cleanlab=cleanlab.__version__, threads=torch.get_num_threads())
-    for key in ("mwnet", "mwnet_last", "erm", "cleanlab"):
+    for key in names:
         r = results[key]
         suspicion = np.nan_to_num(r["suspicion"], nan=-np.inf)  # never drawn: least suspect
         a = auroc(suspicion, corrupted)

@@ -401,7 +401,7 @@ def build_parser(script):
     n.add_argument(
         "--evaluate",
         default="",
-        help="print the test loss and accuracy of a run directory, checkpoint.pt or model_best.pt, then exit",
+        help="print the test loss and accuracy of a run directory, checkpoint.pt or model_best.pt, write that model's samples-it<N>.csv (the suspect labels) into its run directory, then exit",
     )
     n.add_argument(
         "--like",

@@ -1,0 +1,274 @@
+"""--dataset folder and the suspect labels: a small ImageFolder and a CSV dataset with known corrupted labels,
+trained through both scripts; samples.csv checked against what the test knows and against the final model and
+meta-weight-net; every bad input one line, exit 2, nothing written; the suspects command and its contact sheet."""
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+import torch
+from conftest import MW, WRN, assert_one_line_error, one_thread, run_main, snapshot, stop_at
+
+from benchmarks.bench_label_errors import auroc, precision_at_k
+from examples.make_own_data import CLASSES, picture, write_own
+from mwnet.data.folder import read_folder
+from mwnet.engine.options import name_baseline, parse_args
+from mwnet.models.meta_layers import VNet
+from mwnet.runs.run_files import default_run_name
+from mwnet.tools import suspects
+
+SMALL = ["--arch", "smallcnn", "--batch_size", "8", "--workers", "0", "--milestones", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    folders = tmp_path_factory.mktemp("folders") / "pets"
+    lists = tmp_path_factory.mktemp("lists") / "pets_csv"
+    return (str(folders), write_own(str(folders), "imagefolder")), (
+        str(lists),
+        write_own(str(lists), "csv", meta_per_class=2),
+    )
+
+
+def read_rows(run):
+    with open(os.path.join(run, "samples.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_samples(rows, run, known):
+    """One row per training image, ranked, sorted by the final weight (ties by loss), the weight the final
+    meta-weight-net's of the loss, the loss the predicted class's where the prediction is the given label."""
+    assert sorted(r["path"] for r in rows) == sorted(known) and [int(r["rank"]) for r in rows] == list(
+        range(1, len(known) + 1)
+    )
+    for r in rows:
+        assert int(r["given_label"]) == known[r["path"]][0] and r["given_class"] == CLASSES[known[r["path"]][0]]
+        if r["predicted_label"] == r["given_label"]:
+            assert math.isclose(float(r["loss"]), -math.log(float(r["probability"])), rel_tol=1e-3, abs_tol=1e-5)
+    weight = np.array([float(r["weight"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    assert (np.diff(weight) >= 0).all() and all(
+        loss[i] >= loss[i + 1] for i in range(len(rows) - 1) if weight[i] == weight[i + 1]
+    )
+    vnet = VNet(1, 100, 1)
+    vnet.load_state_dict(torch.load(os.path.join(run, "checkpoint.pt"), weights_only=True)["vnet"])
+    with torch.no_grad():
+        expected = vnet(torch.tensor(loss, dtype=torch.float32).unsqueeze(1)).squeeze(1).numpy()
+    np.testing.assert_allclose(weight, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_imagefolder_through_mwnet_py_selects_its_meta_set_and_ranks_every_image(capsys, own, tmp_path):
+    (root, known), _ = own
+    run = str(tmp_path / "run")
+    flags = ["--dataset", "folder", "--data_path", root, "--num_meta", "6", "--epochs", "3", "--warmup", "1"]
+    result = run_main(capsys, MW, *flags, *SMALL, "--out", run, cpu=False)
+    assert result.returncode == 0, result.stderr
+    assert "its own labels" in result.stdout and "6 meta selected from them" in result.stdout
+    config = json.load(open(os.path.join(run, "config.json")))
+    assert config["meta_source"] == "selected" and config["folder"]["classes"] == list(CLASSES)
+    assert config["folder"]["images"] == {"train": 36, "test": 9, "meta": None} and len(config["folder"]["mean"]) == 3
+    rows = read_rows(run)
+    check_samples(rows, run, known)
+    assert {r["corrupted"] for r in rows} == {""} and {r["clean_label"] for r in rows} == {""}  # unknown here
+    assert [int(r["index"]) for r in sorted(rows, key=lambda r: r["path"])] == list(range(36))  # the listing's order
+
+    capsys.readouterr()
+    assert suspects.main([run, "--top", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "the 4 most suspect (by the final meta-weight-net's weight" in out[0]
+    assert [line.split()[1] for line in out[2:6]] == [r["path"] for r in rows[:4]]
+    with open(os.path.join(run, "suspects.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_lists_through_the_wrn_script_use_the_meta_split_and_say_which_labels_were_corrupted(capsys, own, tmp_path):
+    _, (root, known) = own
+    run = str(tmp_path / "run")
+    flags = ["--dataset", "folder", "--data_path", root, "--layers", "10", "--widen-factor", "1", "--iters", "6"]
+    result = run_main(capsys, WRN, *flags, "--eval_every", "3", *SMALL[2:], "--out", run, cpu=False)
+    assert result.returncode == 0, result.stderr
+    assert "6 meta (its meta split)" in result.stdout and "wrong among the 24 with a clean label" in result.stdout
+    rows = read_rows(run)
+    assert sorted(r["path"] for r in rows) == sorted(known)
+    listed = [line.split(",")[0] for line in open(os.path.join(root, "train.csv")).read().splitlines()[1:]]
+    for r in rows:  # index: the line of train.csv (after its header), from 0
+        assert int(r["index"]) == listed.index(r["path"]) and int(r["given_label"]) == known[r["path"]][0]
+    with open(os.path.join(root, "train.csv"), newline="") as f:
+        clean_given = {row[0]: row[2] for row in list(csv.reader(f))[1:]}
+    for r in rows:
+        given, true = known[r["path"]]
+        if clean_given[r["path"]]:
+            assert (r["clean_label"], r["corrupted"]) == (str(true), "1" if given != true else "0")
+        else:
+            assert (r["clean_label"], r["corrupted"]) == ("", "")
+    assert any(r["corrupted"] == "1" for r in rows) and any(r["corrupted"] == "0" for r in rows)
+    assert {r["weight"] for r in rows} != {""}
+
+
+def test_integer_labels_are_class_indices_and_names_sort_as_torchvision_sorts(tmp_path):
+    root = tmp_path / "ints"
+    os.makedirs(root / "img")
+    for i in range(4):
+        picture(np.random.default_rng(i), i % 3, 0).save(root / "img" / f"{i}.png")
+    (root / "train.csv").write_text("img/0.png,0\nimg/1.png,1\nimg/2.png,2\nimg/3.png,2\n")
+    (root / "test.csv").write_text("img/0.png,0\n")
+    f = read_folder(str(root))
+    assert f.classes == ["0", "1", "2"] and f.sets["train"][1].tolist() == [0, 1, 2, 2] and f.layout == "csv"
+    (root / "train.csv").write_text("img/0.png,b10\nimg/1.png,b9\nimg/2.png,a\n")
+    (root / "test.csv").write_text("img/0.png,a\n")
+    assert read_folder(str(root)).classes == ["a", "b10", "b9"]  # sorted as strings, as ImageFolder sorts
+
+
+def test_two_folders_get_two_run_names_and_one_folder_however_typed_one(own, tmp_path):
+    (root, _), (other, _) = own
+    names = set()
+    for path in (root, root + "/", os.path.relpath(root), other):
+        args = parse_args(MW, ["--dataset", "folder", "--data_path", path, "--num_meta", "6"])
+        names.add(default_run_name(vars(args), name_baseline(args)))
+    assert names == {"resnet32-folder-pets-mwnet-meta6-s1", "resnet32-folder-pets_csv-mwnet-meta6-s1"}
+
+
+def spoil(root, kind):
+    """Damage a copy of a dataset in one way; returns the fragment the refusal names."""
+
+    def edit(name, change):
+        path = os.path.join(root, name)
+        lines = open(path).read().splitlines()
+        open(path, "w").write("\n".join(change(lines)) + "\n")
+
+    if kind == "no test folder":
+        shutil.rmtree(os.path.join(root, "test"))
+        return "has train/ but no test/"
+    if kind == "no test list":
+        os.remove(os.path.join(root, "test.csv"))
+        return "has train.csv but no test.csv"
+    if kind == "neither layout":
+        shutil.rmtree(os.path.join(root, "train"))
+        return "holds neither train/"
+    if kind == "both layouts":
+        open(os.path.join(root, "train.csv"), "w").write("x.png,cat\n")
+        return "holds both train/ and train.csv"
+    if kind == "empty class":
+        os.makedirs(os.path.join(root, "train", "zebra"))
+        return "train/zebra holds no image"
+    if kind == "class only in test":
+        os.makedirs(os.path.join(root, "test", "zebra"))
+        shutil.copy(
+            os.path.join(root, "test", "cat", os.listdir(os.path.join(root, "test", "cat"))[0]),
+            os.path.join(root, "test", "zebra"),
+        )
+        return "class 'zebra' is not among train/'s classes (cat, dog, frog)"
+    if kind == "one class":
+        for c in ("dog", "frog"):
+            shutil.rmtree(os.path.join(root, "train", c))
+            shutil.rmtree(os.path.join(root, "test", c))
+        return "the training set has one class (cat)"
+    if kind == "unknown class":
+        edit("test.csv", lambda lines: lines[:2] + [lines[2].rsplit(",", 1)[0] + ",zebra"] + lines[3:])
+        return "test.csv, line 3: class 'zebra' is not among the training list's classes"
+    if kind == "missing image":
+        edit("train.csv", lambda lines: lines[:4] + ["images/train/gone.png,cat,"] + lines[4:])
+        return "train.csv, line 5: " + os.path.join(root, "images/train/gone.png") + " does not exist"
+    if kind == "path out of the folder":
+        edit("train.csv", lambda lines: lines + ["../pets/train/cat/0000.png,cat,"])
+        return "leads out of"
+    if kind == "absolute path":
+        edit("meta.csv", lambda lines: lines + ["/etc/hostname,cat"])
+        return "meta.csv, line 8: /etc/hostname leads out of"
+    if kind == "bad line":
+        edit("train.csv", lambda lines: lines[:2] + ["images/train/0000.png"] + lines[2:])
+        return "train.csv, line 3: 'images/train/0000.png' is not path,label"
+    if kind == "not text":
+        open(os.path.join(root, "test.csv"), "wb").write(bytes(range(256)) * 4)
+        return "test.csv is not a text file"
+    if kind == "not an image":
+        path = os.path.join(root, "train", "dog", sorted(os.listdir(os.path.join(root, "train", "dog")))[1])
+        open(path, "wb").write(b"not a png at all")
+        return f"cannot decode the image {path}"
+    raise AssertionError(kind)
+
+
+FOLDER_FAULTS = ["no test folder", "neither layout", "both layouts", "empty class", "class only in test"]
+FOLDER_FAULTS += ["one class", "not an image"]
+CSV_FAULTS = ["no test list", "unknown class", "missing image", "path out of the folder", "absolute path"]
+CSV_FAULTS += ["bad line", "not text"]
+
+
+@pytest.mark.parametrize("kind", FOLDER_FAULTS + CSV_FAULTS)
+def test_a_bad_folder_is_one_line_naming_it_and_nothing_is_written(capsys, own, tmp_path, kind):
+    (folders, _), (lists, _) = own
+    copy = str(tmp_path / "data")
+    shutil.copytree(folders if kind in FOLDER_FAULTS else lists, copy)
+    fragment = spoil(copy, kind)
+    before = snapshot(copy)
+    result = run_main(
+        capsys,
+        MW,
+        "--dataset",
+        "folder",
+        "--data_path",
+        copy,
+        "--num_meta",
+        "6",
+        *SMALL,
+        "--out",
+        str(tmp_path / "run"),
+        cpu=False,
+    )
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "run").exists() and snapshot(copy) == before
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--meta_source", "clean"], "holds no clean meta set (meta/); add one, or pass --meta_source selected"),
+        (["--num_meta", "7"], "must be a non-negative multiple of the number of classes in"),
+        (["--data_path", "/nonexistent/pets"], "--data_path /nonexistent/pets is not a folder"),
+    ],
+)
+def test_a_folder_and_flags_that_do_not_fit_are_one_line(capsys, own, tmp_path, flags, fragment):
+    (root, _), _ = own
+    base = ["--dataset", "folder", "--data_path", root, "--num_meta", "6", *SMALL, "--out", str(tmp_path / "run")]
+    assert_one_line_error(run_main(capsys, MW, *base, *flags, cpu=False), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_image_found_bad_in_mid_run_stops_it_with_one_line_and_its_checkpoint_intact(
+    capsys, own, tmp_path, monkeypatch
+):
+    (root, _), _ = own
+    copy, run = str(tmp_path / "data"), str(tmp_path / "run")
+    shutil.copytree(root, copy)
+    flags = ["--dataset", "folder", "--data_path", copy, "--num_meta", "6", "--epochs", "2", "--warmup", "1"]
+    flags += ["--checkpoint_every", "0"]
+    with one_thread():
+        stop_at(monkeypatch, 7)
+        assert run_main(capsys, MW, *flags, *SMALL, "--out", run, cpu=False).returncode == 128 + signal.SIGUSR1
+        monkeypatch.undo()
+    kept = snapshot(run)["checkpoint.pt"]
+    moved = os.path.join(copy, "train", "dog", sorted(os.listdir(os.path.join(copy, "train", "dog")))[0])
+    os.rename(moved, moved.replace("/dog/", "/frog/"))  # a label changed since the run started
+    assert_one_line_error(run_main(capsys, MW, "--resume", run), "is not the data", "--accept_other_data")
+    os.rename(moved.replace("/dog/", "/frog/"), moved)
+    test_image = os.path.join(copy, "test", "cat", sorted(os.listdir(os.path.join(copy, "test", "cat")))[0])
+    open(test_image, "wb").write(b"\x89PNG but no more")  # the test images are read at each evaluation
+    result = run_main(capsys, MW, "--resume", run)
+    assert_one_line_error(result, f"cannot decode the image {test_image}", "replace the file")
+    assert snapshot(run)["checkpoint.pt"] == kept and not os.path.exists(os.path.join(run, "results.json"))
+
+
+def test_the_benchmark_measures_rankings_as_pairs_counted_one_by_one():
+    rng = np.random.default_rng(0)
+    suspicion = rng.integers(0, 6, 60).astype(float)  # many ties
+    corrupted = rng.random(60) < 0.3
+    pairs = [1.0 if a > b else 0.5 if a == b else 0.0 for a in suspicion[corrupted] for b in suspicion[~corrupted]]
+    assert math.isclose(auroc(suspicion, corrupted), np.mean(pairs), rel_tol=1e-12)
+    k = int(corrupted.sum())
+    order = sorted(range(60), key=lambda i: (-suspicion[i], i))
+    assert precision_at_k(suspicion, corrupted) == np.mean(corrupted[order[:k]])
