@@ -1,17 +1,21 @@
 """What a run shows and leaves: the start block, one line per evaluation, train.log, the best model,
 --evaluate, the exported weighting function and TensorBoard events."""
 
+import csv
 import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 
+import numpy as np
 import pytest
 import torch
 from conftest import FAST, MW, SHORT, assert_one_line_error, metrics, run_main, snapshot, stop_at
 
 from mwnet.runs.reporting import Reporter
+from mwnet.tools import suspects
 
 
 def lines_of(text, prefix):
@@ -107,6 +111,56 @@ def test_model_best_holds_the_best_evaluation(capsys, short_run):
     added = {k: after.pop(k) for k in set(after) - set(before)}
     assert after == before and sorted(added) == [f"samples-best-it{best['step']}.csv", "samples-it14.csv"]
     assert added["samples-it14.csv"] == before["samples.csv"]  # the final checkpoint is the run's final model
+
+
+def test_a_run_of_a_builtin_dataset_ranks_its_samples_with_its_splits_labels(capsys, short_run, tmp_path):
+    _, run = short_run
+    split, kept = np.load(run / "split.npz"), np.load(run / "weights.npz")
+    with open(run / "samples.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["index"]) for r in rows) == sorted(split["train_idx"].tolist())  # each sample once
+    where = {int(i): p for p, i in enumerate(split["train_idx"])}
+    for r in rows:
+        p = where[int(r["index"])]
+        noisy, clean = int(split["noisy_labels"][p]), int(split["clean_labels"][p])
+        assert (int(r["given_label"]), int(r["clean_label"]), r["path"]) == (noisy, clean, "")
+        assert r["corrupted"] == str(int(noisy != clean))
+        last = float(kept["weight"][p])  # NaN: never drawn in the run's 14 iterations
+        assert r["last_weight"] == "" if np.isnan(last) else abs(float(r["last_weight"]) - last) <= 1e-5 * max(1, last)
+    weights = [float(r["weight"]) for r in rows]
+    assert weights == sorted(weights) and 0 < sum(r["last_weight"] == "" for r in rows) < len(rows)
+    capsys.readouterr()
+    assert suspects.main([str(run), "--top", "3", "--out", str(tmp_path / "sheet.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in out[2:5]] == [r["index"] for r in rows[:3]]  # no path: the index
+    assert out[5].startswith("corrupted: ") and (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_writes_no_samples_outside_a_run_directory(capsys, short_run, tmp_path):
+    _, run = short_run
+    shutil.copy(run / "model_best.pt", tmp_path / "model_best.pt")
+    before = snapshot(tmp_path)
+    result = run_main(capsys, MW, "--evaluate", str(tmp_path / "model_best.pt"))
+    assert result.returncode == 0 and "test accuracy" in result.stdout
+    assert "not written" in result.stderr and "is not a run directory of this project" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (None, "does not exist; a run writes it when it finishes"),
+        ("rank,index\n1,2\n", "is not a samples file of this project"),
+        (b"\xff\xfe" * 50, "is not a readable CSV"),
+    ],
+)
+def test_suspects_of_a_missing_or_damaged_samples_file_is_one_line(capsys, tmp_path, content, fragment):
+    if content is not None:
+        (tmp_path / "samples.csv").write_bytes(content if isinstance(content, bytes) else content.encode())
+    capsys.readouterr()
+    assert suspects.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and err[0].startswith("suspects: error: ")
 
 
 def test_evaluate_refuses_changed_flags_and_missing_files(capsys, short_run, tmp_path):

@@ -205,7 +205,7 @@ def read_streamed(args):
 
     f = read_folder(args.data_path)
     k = len(f.classes)
-    if args.num_meta % k:
+    if args.meta_source == "selected" and args.num_meta % k:  # a clean meta set is the meta split, whole
         raise UserError(
             f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes in {args.data_path} ({k}), so that the meta set is class-balanced"
         )
@@ -260,11 +260,12 @@ def build_streamed(args, device, seeds):
     check_sizes(args, len(train_paths), len(meta_idx), k)
     mean, std = sets.mean_std
     common = dict(device=device, mean=mean, std=std, workers=workers(args))
-    files = ImageFiles(args.data_path, train_paths, noisy, args.image_size)
+    files = ImageFiles(args.data_path, train_paths, noisy, args.image_size, args.augment)  # --no-augment: centre crops
     train = StreamLoader(files, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
     meta = None
     if args.method != "erm" and args.meta_source == "clean":
-        files = ImageFiles(args.data_path, [pool_paths[i] for i in meta_idx], pool_labels[meta_idx], args.image_size)
+        meta_files = [pool_paths[i] for i in meta_idx]
+        files = ImageFiles(args.data_path, meta_files, pool_labels[meta_idx], args.image_size, args.augment)
         meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
     listed = [np.asarray(p, dtype=np.bytes_) for p in (train_paths, pool_paths, sets.test[0])]
     named = [np.asarray(sets.classes, dtype=np.bytes_), np.asarray(sets.mean_std, dtype=np.float64)]
