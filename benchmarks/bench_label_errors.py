@@ -6,10 +6,11 @@
 
 For one noise setting of Fashion-MNIST (the laptop protocol: SmallCNN, the fixed 5,000 training images, 40
 epochs, lr 0.02, no augmentation), on the CPU:
-  MW-Net        one run of MW-Net.py --protocol laptop; its samples.csv ranks the training labels by the final
-                meta-weight-net's weight of the final model's loss; second, by the last weight each sample
-                received in training; third, the samples file --evaluate writes of its best model (model_best.pt,
-                chosen by test accuracy as the original's "best": it reads the test labels)
+  MW-Net        one run of MW-Net.py --protocol laptop; the training labels ranked from its samples.csv by the
+                final meta-weight-net's weight of the final model's loss (lowest first, ties averaged); by that
+                loss (the file's order); by the last weight each sample received in training; and by the loss
+                of its best model (the file --evaluate writes of model_best.pt, chosen by test accuracy as the
+                original's "best": it reads the test labels)
   MW-Net, selected   the same with --meta_source selected: no clean label read, as on a folder without meta/
   plain         one run of plain training (--method erm), the same schedule; samples.csv ranks by final loss,
                 and its best model's file by that model's loss
@@ -178,6 +179,9 @@ def main(argv=None):
             raise SystemExit("the runs' corrupted labels differ from the cross-validation's: not the same split")
         results[method] = {"suspicion": -rows["rank"].astype(np.float64), "seconds": seconds}
         results[method + "_best"] = {"suspicion": -best["rank"].astype(np.float64), "seconds": seconds + more}
+        if method != "erm":
+            weight = rows["weight"].astype(np.float64)
+            results[method + "_weight"] = {"suspicion": -weight, "seconds": seconds}
         if method == "mwnet":
             last = np.asarray([float(w) if w else np.nan for w in rows["last_weight"]])
             results["mwnet_last"] = {"suspicion": -last, "seconds": seconds}
@@ -187,11 +191,13 @@ def main(argv=None):
         f" torch {torch.__version__}, cleanlab {cleanlab.__version__}, {torch.get_num_threads()} CPU thread(s)"
     )
     names = {
-        "mwnet": "MW-Net: final weight (samples.csv)",
+        "mwnet_weight": "MW-Net: final weight V(loss)",
+        "mwnet": "MW-Net: final loss (samples.csv order)",
         "mwnet_last": "MW-Net: last weight in training",
-        "mwnet_best": "MW-Net: best model's weight (test-chosen)",
-        "mwnet_selected": "MW-Net, selected meta set: final weight",
-        "mwnet_selected_best": "MW-Net, selected: best model's weight",
+        "mwnet_best": "MW-Net: best model's loss (test-chosen)",
+        "mwnet_selected_weight": "MW-Net, selected meta set: final weight",
+        "mwnet_selected": "MW-Net, selected: final loss",
+        "mwnet_selected_best": "MW-Net, selected: best model's loss",
         "erm": "plain training: final loss",
         "erm_best": "plain training: best model's loss",
         "cleanlab": f"cleanlab: {args.folds}-fold self-confidence",

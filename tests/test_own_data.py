@@ -41,7 +41,7 @@ def read_rows(run):
 
 
 def check_samples(rows, run, known):
-    """One row per training image, ranked, sorted by the final weight, the weight the final
+    """One row per training image, ranked, sorted by the final loss, the weight the final
     meta-weight-net's of the loss, the loss the predicted class's where the prediction is the given label."""
     assert sorted(r["path"] for r in rows) == sorted(known) and [int(r["rank"]) for r in rows] == list(
         range(1, len(known) + 1)
@@ -52,7 +52,7 @@ def check_samples(rows, run, known):
             assert math.isclose(float(r["loss"]), -math.log(float(r["probability"])), rel_tol=1e-3, abs_tol=1e-5)
     weight = np.array([float(r["weight"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
-    assert (np.diff(weight) >= 0).all()  # most suspect (lowest weight) first
+    assert (np.diff(loss) <= 0).all()  # most suspect (highest loss) first
     vnet = VNet(1, 100, 1)
     vnet.load_state_dict(torch.load(os.path.join(run, "checkpoint.pt"), weights_only=True)["vnet"])
     with torch.no_grad():
@@ -78,7 +78,7 @@ def test_an_imagefolder_through_mwnet_py_selects_its_meta_set_and_ranks_every_im
     capsys.readouterr()
     assert suspects.main([run, "--top", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "the 4 most suspect (by the final meta-weight-net's weight" in out[0]
+    assert "the 4 most suspect (by the final model's loss, highest first)" in out[0]
     assert [line.split()[1] for line in out[2:6]] == [r["path"] for r in rows[:4]]
     with open(os.path.join(run, "suspects.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

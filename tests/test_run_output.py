@@ -127,8 +127,8 @@ def test_a_run_of_a_builtin_dataset_ranks_its_samples_with_its_splits_labels(cap
         assert r["corrupted"] == str(int(noisy != clean))
         last = float(kept["weight"][p])  # NaN: never drawn in the run's 14 iterations
         assert r["last_weight"] == "" if np.isnan(last) else abs(float(r["last_weight"]) - last) <= 1e-5 * max(1, last)
-    weights = [float(r["weight"]) for r in rows]
-    assert weights == sorted(weights) and 0 < sum(r["last_weight"] == "" for r in rows) < len(rows)
+    losses = [float(r["loss"]) for r in rows]
+    assert losses == sorted(losses, reverse=True) and 0 < sum(r["last_weight"] == "" for r in rows) < len(rows)
     capsys.readouterr()
     assert suspects.main([str(run), "--top", "3", "--out", str(tmp_path / "sheet.png")]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -4,8 +4,12 @@
 Every training image once, in order, unaugmented, in evaluation mode: its loss against its given (noisy) label,
 the class the model predicts and that class's probability, and (MW-Net) the weight the final meta-weight-net
 gives that loss. Beside it the weight the image last received in training (the last epoch's, when batches are
-shuffled passes). Sorted from the most to the least suspect: by that final weight, lowest first (MW-Net), or
-by loss, highest first (plain training, L2RW, whose weights are per batch); ties by loss, then by position.
+shuffled passes). Sorted from the most to the least suspect: by that loss, highest first, ties by position.
+
+Not by the weight: MW-Net's weight is a function of the loss alone, so where the learned function falls with
+the loss (label noise, the paper's figures) the two orders agree but for ties where it saturates, which the
+loss breaks; where it does not fall (it rose on examples/make_own_data.py's images, and it rises on long-tailed
+data), the lowest weights are the easiest samples, and an order by weight would put them first.
 """
 
 import numpy as np
@@ -38,10 +42,7 @@ def table(data, model, vnet, method, last_weight=None):
         weight = vnet(loss.unsqueeze(1)).squeeze(1).float().cpu().numpy()
     loss, predicted, probability = (t.float().cpu().numpy() for t in (loss, predicted, probability))
     positions = np.arange(len(loss))
-    if weight is not None:
-        order = np.lexsort((positions, -loss, weight))
-    else:
-        order = np.lexsort((positions, -loss))
+    order = np.lexsort((positions, -loss))
     given, clean = data.noisy_labels, data.clean_labels
     names = data.classes or [str(c) for c in range(data.num_classes)]
     predicted = predicted.astype(np.int64)

@@ -6,7 +6,7 @@ results.json              status ("finished" or "diverged"), best and last test 
 split.npz                 meta and training indices, clean and noisy labels
 weights.npz               each training sample's last loss and weight, with its noisy-or-not flag
 weighting_function.csv    the final meta-weight-net's weight at each loss of the grid
-samples.csv               every training sample's label, prediction, loss and weight, most suspect first
+samples.csv               every training sample's label, prediction, loss and weight, most suspect (highest loss) first
                           (--evaluate writes samples-it<N>.csv or samples-best-it<N>.csv of the model it reads)
 checkpoint.pt             everything needed to continue (--resume), at the last evaluation or stop
 model_best.pt             model and meta-weight-net at the best test accuracy

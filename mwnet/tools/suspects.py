@@ -41,8 +41,9 @@ def _number(text, digits):
 def report(rows, top, path):
     """The lines printed: what the file is, the top rows, and how many of them are known to be corrupted."""
     n = len(rows["rank"])
-    by = "the final meta-weight-net's weight, lowest first" if rows["weight"][0] != "" else "loss, highest first"
-    lines = [f"{path}: {n} training samples; the {min(top, n)} most suspect (by {by}):"]
+    lines = [
+        f"{path}: {n} training samples; the {min(top, n)} most suspect (by the final model's loss, highest first):"
+    ]
     where = "path" if rows["path"][0] else "index"
     head = f"{'rank':>6}  {where:<28} {'given':<16} {'predicted':<16} {'prob':>5} {'loss':>7} {'weight':>7} {'corrupted':>9}"
     lines.append(head)
