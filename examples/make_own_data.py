@@ -5,8 +5,9 @@
 
 Three classes (cat, dog, frog), each image noise whose dominant colour channel is its true class, saved as PNG
 in RGB, grey, RGBA or palette mode (a user's folder holds all of them). Every fourth training image of each
-class is labelled as the next class: its folder (ImageFolder) or its label (CSV) is wrong. The CSV gives the
-clean label of two training images in three (a third column), as a verified subset would; ImageFolder cannot.
+class is labelled as the next class: its folder (ImageFolder) or its label (CSV) is wrong; mislabelled.txt lists
+them. The CSV gives the clean label of two training images in three (a third column), as a verified subset
+would; ImageFolder cannot.
 The test suite builds its datasets with this (tests/test_own_data.py).
 """
 
@@ -24,7 +25,7 @@ def picture(rng, label, i):
     """An image whose dominant channel is its true class, in one of four modes."""
     pixels = rng.integers(0, 60, (20 + i % 3, 24, 3), dtype=np.uint8)
     pixels[..., label] += 150
-    return Image.fromarray(pixels).convert(("RGB", "L", "RGBA", "P")[i % 4])
+    return Image.fromarray(pixels).convert(("RGB", "L", "RGBA", "P")[(i // 3) % 4])
 
 
 def write_own(root, layout="imagefolder", per_class=12, test_per_class=3, meta_per_class=0, seed=0):
@@ -47,6 +48,8 @@ def write_own(root, layout="imagefolder", per_class=12, test_per_class=3, meta_p
                     rows[split].append([rel, CLASSES[given], CLASSES[c] if j % 3 else ""])
                 else:
                     rows[split].append([rel, CLASSES[given]])
+    with open(os.path.join(root, "mislabelled.txt"), "w") as f:  # the answer, to check a run's suspects against
+        f.write("".join(f"{rel}\n" for rel, (given, true) in train.items() if given != true))
     if layout == "imagefolder":  # a file that is no image: ImageFolder leaves it out, so does --dataset folder
         with open(os.path.join(root, "train", "cat", "notes.txt"), "w") as f:
             f.write("not an image\n")

@@ -19,7 +19,7 @@ from examples.make_own_data import CLASSES, picture, write_own
 from mwnet.data.folder import read_folder
 from mwnet.engine.options import name_baseline, parse_args
 from mwnet.models.meta_layers import VNet
-from mwnet.runs.run_files import default_run_name
+from mwnet.runs.run_files import config_key, default_run_name, table_config
 from mwnet.tools import suspects
 
 SMALL = ["--arch", "smallcnn", "--batch_size", "8", "--workers", "0", "--milestones", "--device", "cpu"]
@@ -129,6 +129,14 @@ def test_two_folders_get_two_run_names_and_one_folder_however_typed_one(own, tmp
         args = parse_args(MW, ["--dataset", "folder", "--data_path", path, "--num_meta", "6"])
         names.add(default_run_name(vars(args), name_baseline(args)))
     assert names == {"resnet32-folder-pets-mwnet-meta6-s1", "resnet32-folder-pets_csv-mwnet-meta6-s1"}
+    # the tables and figures: one folder, one configuration over its seeds; two folders (here: two copies of one
+    # name, other images), two, whatever their flags
+    configs = []
+    for digest in ("1f2e3d4c5b6a", "0a9b8c7d6e5f"):
+        args = parse_args(MW, ["--dataset", "folder", "--data_path", root, "--num_meta", "6"])
+        configs.append({**vars(args), "folder": {"path": os.path.abspath(root)}, "data_fingerprint": digest})
+    assert config_key(configs[0]) != config_key(configs[1]) == config_key({**configs[1], "seed": 2})
+    assert table_config(configs[0])["data"] == "pets (1f2e3d4c)"
 
 
 def spoil(root, kind):

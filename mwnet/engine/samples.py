@@ -8,8 +8,9 @@ shuffled passes). Sorted from the most to the least suspect: by that loss, highe
 
 Not by the weight: MW-Net's weight is a function of the loss alone, so where the learned function falls with
 the loss (label noise, the paper's figures) the two orders agree but for ties where it saturates, which the
-loss breaks; where it does not fall (it rose on examples/make_own_data.py's images, and it rises on long-tailed
-data), the lowest weights are the easiest samples, and an order by weight would put them first.
+loss breaks; where it rises (under class imbalance, the paper's figures; and it did, early, on a version of
+examples/make_own_data.py's images), the lowest weights are the easiest samples, which an order by weight would
+put first.
 """
 
 import numpy as np

@@ -346,9 +346,20 @@ def config_differences(there, here, leave_out=()):
     return [f"{k} {a.get(k, _MISSING)} vs {b.get(k, _MISSING)}" for k in keys]
 
 
+def table_config(config):
+    """numbers_config as the tables and figures tell configurations apart: a user's folder (--dataset folder, whose
+    --data_path is the dataset) adds its name and the digest of its lists (config.json's data_fingerprint), so
+    that runs on two folders are never one row or one curve."""
+    c = numbers_config(config)
+    if c.get("dataset") == "folder":
+        name = os.path.basename((config.get("folder") or {}).get("path") or "?")
+        c["data"] = f"{name} ({str(config.get('data_fingerprint'))[:8]})"
+    return c
+
+
 def config_key(config, leave_out=("seed",)):
     """A hashable key of a configuration: runs with equal keys differ only in `leave_out` and free flags."""
-    return json.dumps({k: v for k, v in numbers_config(config).items() if k not in leave_out}, sort_keys=True)
+    return json.dumps({k: v for k, v in table_config(config).items() if k not in leave_out}, sort_keys=True)
 
 
 def merge_given(stored, given, source):

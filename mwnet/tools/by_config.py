@@ -8,7 +8,7 @@ import math
 import os
 
 from mwnet.errors import UserError
-from mwnet.runs.run_files import CONFIG, config_key, numbers_config, read_run
+from mwnet.runs.run_files import CONFIG, config_key, read_run, table_config
 
 CHANGED = "†"  # a row with a run from a checkout whose tracked files differed from its commit
 # Said once above the table when every row shares them, else a column like any other flag.
@@ -89,7 +89,7 @@ def markdown(root, paths, weights=False):
     rows, left_out = group(paths)
     lines = [f"### Runs under {root}, by configuration", ""]
     if rows:
-        configs = [numbers_config(runs[0].config) for runs in rows.values()]
+        configs = [table_config(runs[0].config) for runs in rows.values()]
         keys = sorted({k for c in configs for k in c} - {"seed"})
         differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
         differ.sort(key=lambda k: (IDENTITY.index(k) if k in IDENTITY else len(IDENTITY), k))  # method, then lr ...

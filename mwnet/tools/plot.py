@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from mwnet.cli import Parser
 from mwnet.errors import UserError  # noqa: E402
 from mwnet.models import model_label  # noqa: E402
-from mwnet.runs.run_files import config_key, numbers_config, read_run  # noqa: E402
+from mwnet.runs.run_files import config_key, read_run, table_config  # noqa: E402
 
 ROW_NAMES = {
     "mwnet": "MW-Net",
@@ -43,10 +43,12 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 
 def describe(config):
     """The settings of a configuration, in words, keyed so that differing ones can be picked out."""
-    c = numbers_config(config)
+    c = table_config(config)
     noise = f"{c.get('corruption_type')}\u00a0{100 * c.get('corruption_prob', 0):g}%"
     if c.get("corruption_type") == "human":
         noise = f"human labels ({c.get('human_labels')})"
+    if c.get("dataset") in ("clothing1m", "folder"):  # the dataset's own labels, no synthetic noise
+        noise = "its own labels"
     words = {"model": model_label(c), "dataset": c.get("dataset"), "noise": noise}
     if c.get("imb_factor"):
         words["imbalance"] = f"imbalance {c['imb_factor']:g}"

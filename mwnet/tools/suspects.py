@@ -131,7 +131,7 @@ def main(argv=None):
         config = read_json(os.path.join(folder, CONFIG))
         if config is None:
             raise UserError(f"no {CONFIG} beside {path}: the images cannot be found; pass --no_sheet")
-        out = args.out or os.path.join(folder, "suspects.png")
+        out = args.out or os.path.join(os.path.dirname(path), "suspects.png")
         if args.out is None and not is_ours(folder):
             raise UserError(f"{folder} is not a run directory of this project; pass --out for the contact sheet")
         draw(images(config, rows, min(args.top, len(rows["rank"])), args.data_path), rows, out)
