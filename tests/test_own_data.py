@@ -60,52 +60,71 @@ def check_samples(rows, run, known):
     np.testing.assert_allclose(weight, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_an_imagefolder_through_mwnet_py_selects_its_meta_set_and_ranks_every_image(capsys, own, tmp_path):
-    (root, known), _ = own
+@pytest.mark.parametrize("layout", ["imagefolder", "csv"])
+@pytest.mark.parametrize("script", [MW, WRN])
+def test_each_layout_trains_through_each_script_and_ranks_every_training_image(capsys, own, tmp_path, layout, script):
+    """The ImageFolder has no meta/: the run selects its meta set; the CSV lists have meta.csv: its clean meta set,
+    and the clean labels of two training images in three, which the corrupted column must give."""
+    (folders, in_folders), (lists, in_lists) = own
+    root, known = (folders, in_folders) if layout == "imagefolder" else (lists, in_lists)
     run = str(tmp_path / "run")
-    flags = ["--dataset", "folder", "--data_path", root, "--num_meta", "6", "--epochs", "3", "--warmup", "1"]
-    result = run_main(capsys, MW, *flags, *SMALL, "--out", run, cpu=False)
+    flags = ["--dataset", "folder", "--data_path", root, "--out", run]
+    if script == MW:
+        flags += ["--epochs", "3", "--warmup", "1", *SMALL]  # SmallCNN, 5 iterations an epoch
+    else:
+        flags += ["--iters", "15", "--eval_every", "5", "--warmup", "5", "--layers", "10", "--widen-factor", "1"]
+        flags += SMALL[2:]  # its WideResNet
+    flags += ["--num_meta", "6"] if layout == "imagefolder" else []
+    result = run_main(capsys, script, *flags, cpu=False)
     assert result.returncode == 0, result.stderr
-    assert "its own labels" in result.stdout and "6 meta selected from them" in result.stdout
     config = json.load(open(os.path.join(run, "config.json")))
-    assert config["meta_source"] == "selected" and config["folder"]["classes"] == list(CLASSES)
-    assert config["folder"]["images"] == {"train": 36, "test": 9, "meta": None} and len(config["folder"]["mean"]) == 3
+    assert config["folder"]["classes"] == list(CLASSES) and config["folder"]["layout"] == layout
+    meta = None if layout == "imagefolder" else 6
+    assert config["folder"]["images"] == {"train": 36, "test": 9, "meta": meta} and len(config["folder"]["mean"]) == 3
     rows = read_rows(run)
     check_samples(rows, run, known)
-    assert {r["corrupted"] for r in rows} == {""} and {r["clean_label"] for r in rows} == {""}  # unknown here
-    assert [int(r["index"]) for r in sorted(rows, key=lambda r: r["path"])] == list(range(36))  # the listing's order
+    if layout == "imagefolder":
+        assert config["meta_source"] == "selected" and "6 meta selected from them" in result.stdout
+        assert {r["corrupted"] for r in rows} == {""} and {r["clean_label"] for r in rows} == {""}  # unknown
+        assert [int(r["index"]) for r in sorted(rows, key=lambda r: r["path"])] == list(range(36))  # listing order
+        return
+    assert config["meta_source"] == "clean" and "6 meta (its meta split)" in result.stdout
+    assert "wrong among the 24 with a clean label" in result.stdout
+    with open(os.path.join(root, "train.csv"), newline="") as f:
+        listed = [row[:3] for row in list(csv.reader(f))[1:]]
+    paths, clean_given = [row[0] for row in listed], {row[0]: row[2] for row in listed}
+    for r in rows:  # index: the line of train.csv (after its header), from 0
+        given, true = known[r["path"]]
+        assert int(r["index"]) == paths.index(r["path"])
+        if clean_given[r["path"]]:
+            assert (r["clean_label"], r["corrupted"]) == (str(true), "1" if given != true else "0")
+        else:
+            assert (r["clean_label"], r["corrupted"]) == ("", "")
+    assert {r["corrupted"] for r in rows} == {"", "0", "1"}
 
+
+def test_the_suspects_command_prints_the_top_and_draws_them(capsys, own, tmp_path):
+    (root, _), _ = own
+    run = str(tmp_path / "run")
+    flags = ["--dataset", "folder", "--data_path", root, "--num_meta", "6", "--epochs", "2", "--warmup", "1"]
+    assert run_main(capsys, MW, *flags, *SMALL, "--out", run, cpu=False).returncode == 0
+    rows = read_rows(run)
     capsys.readouterr()
     assert suspects.main([run, "--top", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "the 4 most suspect (by the final model's loss, highest first)" in out[0]
     assert [line.split()[1] for line in out[2:6]] == [r["path"] for r in rows[:4]]
+    assert out[-1] == f"contact sheet: {os.path.join(run, 'suspects.png')}"
     with open(os.path.join(run, "suspects.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def test_csv_lists_through_the_wrn_script_use_the_meta_split_and_say_which_labels_were_corrupted(capsys, own, tmp_path):
-    _, (root, known) = own
-    run = str(tmp_path / "run")
-    flags = ["--dataset", "folder", "--data_path", root, "--layers", "10", "--widen-factor", "1", "--iters", "6"]
-    result = run_main(capsys, WRN, *flags, "--eval_every", "3", *SMALL[2:], "--out", run, cpu=False)
-    assert result.returncode == 0, result.stderr
-    assert "6 meta (its meta split)" in result.stdout and "wrong among the 24 with a clean label" in result.stdout
-    rows = read_rows(run)
-    assert sorted(r["path"] for r in rows) == sorted(known)
-    listed = [line.split(",")[0] for line in open(os.path.join(root, "train.csv")).read().splitlines()[1:]]
-    for r in rows:  # index: the line of train.csv (after its header), from 0
-        assert int(r["index"]) == listed.index(r["path"]) and int(r["given_label"]) == known[r["path"]][0]
-    with open(os.path.join(root, "train.csv"), newline="") as f:
-        clean_given = {row[0]: row[2] for row in list(csv.reader(f))[1:]}
-    for r in rows:
-        given, true = known[r["path"]]
-        if clean_given[r["path"]]:
-            assert (r["clean_label"], r["corrupted"]) == (str(true), "1" if given != true else "0")
-        else:
-            assert (r["clean_label"], r["corrupted"]) == ("", "")
-    assert any(r["corrupted"] == "1" for r in rows) and any(r["corrupted"] == "0" for r in rows)
-    assert {r["weight"] for r in rows} != {""}
+    moved = str(tmp_path / "moved")
+    shutil.copytree(root, moved)
+    shutil.rmtree(os.path.join(moved, "train"))  # the images are not where --data_path says
+    capsys.readouterr()
+    assert suspects.main([run, "--data_path", moved, "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot read the image {os.path.join(moved, rows[0]['path'])}" in err[0]
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_integer_labels_are_class_indices_and_names_sort_as_torchvision_sorts(tmp_path):
