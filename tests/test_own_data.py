@@ -297,3 +297,21 @@ def test_the_benchmark_measures_rankings_as_pairs_counted_one_by_one():
     k = int(corrupted.sum())
     order = sorted(range(60), key=lambda i: (-suspicion[i], i))
     assert precision_at_k(suspicion, corrupted) == np.mean(corrupted[order[:k]])
+
+
+def test_evaluate_writes_samples_of_the_runs_own_data_only(capsys, own, tmp_path):
+    (root, known), _ = own
+    run, other = str(tmp_path / "run"), str(tmp_path / "other")
+    flags = ["--dataset", "folder", "--data_path", root, "--num_meta", "6", "--epochs", "2", "--warmup", "1"]
+    assert run_main(capsys, MW, *flags, *SMALL, "--out", run, cpu=False).returncode == 0
+    shutil.copytree(root, other)
+    moved = os.path.join(other, "train", "dog", sorted(os.listdir(os.path.join(other, "train", "dog")))[0])
+    os.rename(moved, moved.replace("/dog/", "/frog/"))  # one label changed: other data
+    before = snapshot(run)
+    result = run_main(capsys, MW, "--evaluate", run, "--data_path", other, cpu=False)
+    assert_one_line_error(result, "samples-it10.csv not written: the data under --data_path", "--accept_other_data")
+    assert snapshot(run) == before
+    result = run_main(capsys, MW, "--evaluate", run, cpu=False)
+    assert result.returncode == 0 and f"samples: {os.path.join(run, 'samples-it10.csv')}" in result.stdout
+    with open(os.path.join(run, "samples-it10.csv"), "rb") as a, open(os.path.join(run, "samples.csv"), "rb") as b:
+        assert a.read() == b.read()  # the final checkpoint's samples are the run's own

@@ -44,6 +44,7 @@ from mwnet.runs.run_files import (
     default_run_name,
     is_ours,
     model_file,
+    read_json,
 )
 from mwnet.untrusted import check_state
 
@@ -346,11 +347,19 @@ def write_samples(args, path, state, model, device, step):
         vnet.load_state_dict(state["vnet"])
     last_weight = None
     if not best:
-        last_weight = state["progress"].get("last_weight")
+        progress = state["progress"]
+        last_weight = progress.get("last_weight") if isinstance(progress, dict) else None
         if not isinstance(last_weight, torch.Tensor):
             raise UserError(f"{path} holds no training weights (progress.last_weight); the run directory is damaged")
         last_weight = last_weight.float().cpu().numpy()
     data = build_data(args, device, run_seeds(args.seed))
+    trained_on = state.get("data_fingerprint") or (read_json(os.path.join(folder, CONFIG)) or {}).get(
+        "data_fingerprint"
+    )
+    if trained_on not in (None, data.fingerprint) and not args.accept_other_data:
+        raise UserError(
+            f"{name} not written: the data under --data_path {args.data_path} is not the data {folder} was trained on (other images or labels); pass the run's own data, or --accept_other_data"
+        )
     if last_weight is not None and last_weight.shape != (len(data.train_idx),):
         raise UserError(f"{path}: its training weights do not match the training set; the run directory is damaged")
     with autocast(args.precision, device):
