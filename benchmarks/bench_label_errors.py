@@ -204,7 +204,7 @@ def main(argv=None):
     }
     print(f"{'ranking':<42} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
     record = {"setting": args.setting, "seed": args.seed, "corrupted": k, "n": n, "folds": args.folds}
-    record.update(torch=torch.__version__, cleanlab=cleanlab.__version__, threads=torch.get_num_threads())
+    record.update(torch=torch.__version__, cleanlab_version=cleanlab.__version__, threads=torch.get_num_threads())
     for key in names:
         r = results[key]
         suspicion = np.nan_to_num(r["suspicion"], nan=-np.inf)  # never drawn: least suspect

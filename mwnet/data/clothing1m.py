@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from mwnet.data.files import first_missing
 from mwnet.errors import UserError
 
 NUM_CLASSES = 14
@@ -73,18 +74,10 @@ def read_list(path, labels, labels_path):
 
 
 def check_images(root, paths, list_path):
-    """Every listed image exists: one directory listing per folder rather than a stat per image, so that a
-    million images take seconds."""
-    present = {}
-    for number, rel in enumerate(paths, 1):
-        folder, name = os.path.split(rel)
-        if folder not in present:
-            try:
-                present[folder] = set(os.listdir(os.path.join(root, folder)))
-            except OSError:
-                present[folder] = set()
-        if name not in present[folder]:
-            raise UserError(f"{list_path}: image {number}, {os.path.join(root, rel)}, does not exist")
+    """Every listed image exists."""
+    i = first_missing(root, paths)
+    if i is not None:
+        raise UserError(f"{list_path}: image {i + 1}, {os.path.join(root, paths[i])}, does not exist")
 
 
 def read_clothing1m(root):

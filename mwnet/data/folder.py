@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mwnet.data.files import first_missing
 from mwnet.errors import UserError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (compared in lower case, as there)
@@ -204,17 +205,10 @@ def _read_csv(root):
 
 
 def _check_exist(root, paths, numbers, list_path):
-    """Every listed image exists: one directory listing per folder rather than a stat per image."""
-    present = {}
-    for rel, number in zip(paths, numbers, strict=True):
-        folder, name = os.path.split(rel)
-        if folder not in present:
-            try:
-                present[folder] = set(os.listdir(os.path.join(root, folder)))
-            except OSError:
-                present[folder] = set()
-        if name not in present[folder] or os.path.isdir(os.path.join(root, rel)):
-            raise UserError(f"{list_path}, line {number}: {os.path.join(root, rel)} does not exist")
+    """Every listed image exists (a folder of that name is found later: it cannot be decoded)."""
+    i = first_missing(root, paths)
+    if i is not None:
+        raise UserError(f"{list_path}, line {numbers[i]}: {os.path.join(root, paths[i])} does not exist")
 
 
 def read_folder(root):
