@@ -315,3 +315,17 @@ def test_evaluate_writes_samples_of_the_runs_own_data_only(capsys, own, tmp_path
     assert result.returncode == 0 and f"samples: {os.path.join(run, 'samples-it10.csv')}" in result.stdout
     with open(os.path.join(run, "samples-it10.csv"), "rb") as a, open(os.path.join(run, "samples.csv"), "rb") as b:
         assert a.read() == b.read()  # the final checkpoint's samples are the run's own
+
+
+def test_a_streamed_training_set_follows_no_augment(own):
+    """Crops and flips for training images unless --no-augment, which leaves them the test images' centre crops."""
+    from mwnet.engine.components import build_data, run_seeds
+
+    _, (root, _) = own
+    for flags, augmented in (([], True), (["--no-augment"], False)):
+        args = parse_args(
+            MW, ["--dataset", "folder", "--data_path", root, "-b", "8", "--workers", "0", "--device", "cpu", *flags]
+        )
+        data = build_data(args, torch.device("cpu"), run_seeds(1))
+        assert data.train.files.train is augmented and data.meta.files.train is augmented
+        assert data.test.files.train is False and data.training_loader().files.train is False
