@@ -16,7 +16,7 @@ from conftest import MW, WRN, assert_one_line_error, one_thread, run_main, snaps
 
 from benchmarks.bench_label_errors import auroc, precision_at_k
 from examples.make_own_data import CLASSES, picture, write_own
-from mwnet.data.folder import read_folder
+from mwnet.data.folder import IMAGE_EXTENSIONS, read_folder
 from mwnet.engine.options import name_baseline, parse_args
 from mwnet.models.meta_layers import VNet
 from mwnet.runs.run_files import config_key, default_run_name, table_config
@@ -329,3 +329,30 @@ def test_a_streamed_training_set_follows_no_augment(own):
         data = build_data(args, torch.device("cpu"), run_seeds(1))
         assert data.train.files.train is augmented and data.meta.files.train is augmented
         assert data.test.files.train is False and data.training_loader().files.train is False
+
+
+def test_an_imagefolder_reads_as_torchvisions_imagefolder_but_for_hidden_entries(tmp_path):
+    """The classes, their indices and the images in their order are torchvision.datasets.ImageFolder's, nested
+    folders, upper-case extensions and a file that is no image included; hidden folders and files are left out
+    (torchvision would make .ipynb_checkpoints a class and read macOS's ._ files)."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    assert set(IMAGE_EXTENSIONS) == set(IMG_EXTENSIONS)
+    root = tmp_path / "data"
+    write_own(str(root), per_class=5, test_per_class=1)
+    nested = root / "train" / "dog" / "more" / "deeper"
+    os.makedirs(nested)
+    picture(np.random.default_rng(0), 1, 0).save(nested / "a.PNG")
+    os.makedirs(root / "train" / "dog" / "more-b")  # after more/ but before more/deeper/ in ImageFolder's order
+    picture(np.random.default_rng(1), 1, 0).save(root / "train" / "dog" / "more-b" / "b.jpg")
+    f = read_folder(str(root))
+    reference = ImageFolder(str(root / "train"))
+    assert f.classes == reference.classes
+    assert [(os.path.join(str(root), p), int(y)) for p, y in zip(*f.sets["train"], strict=True)] == reference.samples
+    os.makedirs(root / "train" / ".ipynb_checkpoints")
+    (root / "train" / "cat" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    os.makedirs(root / "train" / "cat" / ".cache")
+    picture(np.random.default_rng(2), 0, 0).save(root / "train" / "cat" / ".cache" / "x.png")
+    again = read_folder(str(root))
+    assert again.classes == f.classes and again.sets["train"][0] == f.sets["train"][0]

@@ -2,7 +2,8 @@
 
 --data_path DIR holds one of two layouts (README, "Your own data"):
     ImageFolder   DIR/train/<class>/*, DIR/test/<class>/*, optionally DIR/meta/<class>/* (a clean meta set);
-                  files with torchvision's image extensions, found at any depth below the class folder
+                  files with torchvision's image extensions, found at any depth below the class folder;
+                  names starting with a dot (.ipynb_checkpoints/, macOS's ._ files) left out
     CSV lists     DIR/train.csv, DIR/test.csv, optionally DIR/meta.csv: lines "path,label[,clean_label]", an
                   optional header "path,label[,clean_label]", paths relative to DIR, a label a class name or
                   an index; clean_label (empty where unknown) only to measure the method, never to train
@@ -83,10 +84,13 @@ def _class_folders(folder):
 
 
 def _images_under(root, folder):
-    """The image files below `folder`, relative to root, in a fixed order (sorted names, depth first)."""
-    found = []
-    for here, dirs, files in os.walk(os.path.join(root, folder), followlinks=True):
-        dirs.sort()
+    """The image files below `folder`, relative to root, in torchvision's ImageFolder order (its folders as
+    sorted(os.walk(...)) gives them, each one's files sorted); hidden folders and files left out."""
+    found, top = [], os.path.join(root, folder)
+    for here, _, files in sorted(os.walk(top, followlinks=True)):
+        below = os.path.relpath(here, top)
+        if below != "." and any(part.startswith(".") for part in below.split(os.sep)):
+            continue
         found += [os.path.relpath(os.path.join(here, f), root) for f in sorted(files) if _is_image(f)]
     return found
 
