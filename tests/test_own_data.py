@@ -356,3 +356,18 @@ def test_an_imagefolder_reads_as_torchvisions_imagefolder_but_for_hidden_entries
     picture(np.random.default_rng(2), 0, 0).save(root / "train" / "cat" / ".cache" / "x.png")
     again = read_folder(str(root))
     assert again.classes == f.classes and again.sets["train"][0] == f.sets["train"][0]
+
+
+def test_the_summary_keeps_runs_on_two_folders_apart(capsys, own, tmp_path):
+    from mwnet.tools import by_config
+
+    (root, _), _ = own
+    for name in ("a", "b"):  # the same flags, two folders
+        shutil.copytree(root, tmp_path / name)
+        flags = ["--dataset", "folder", "--data_path", str(tmp_path / name), "--num_meta", "6", "--epochs", "2"]
+        flags += ["--warmup", "1", *SMALL, "--out", str(tmp_path / "runs" / name)]
+        assert run_main(capsys, MW, *flags, cpu=False).returncode == 0
+    table = by_config.markdown("runs", by_config.run_dirs(str(tmp_path / "runs")))
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| data | best | last | n |") and len(rows) == 3
+    assert rows[1].startswith("| a (") and rows[2].startswith("| b (") and "corruption" not in table

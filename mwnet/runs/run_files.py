@@ -354,6 +354,8 @@ def table_config(config):
     if c.get("dataset") == "folder":
         name = os.path.basename((config.get("folder") or {}).get("path") or "?")
         c["data"] = f"{name} ({str(config.get('data_fingerprint'))[:8]})"
+        for flag in ("corruption_type", "corruption_prob"):  # refused for a folder: its labels are its own
+            c.pop(flag, None)
     return c
 
 

@@ -115,7 +115,7 @@ def _row(runs, differ, weights):
     n = len(runs)
     best = fmt_mean(*mean_std([r.results["best_test_acc"] for r in runs]), n)
     last = fmt_mean(*mean_std([r.results["last_test_acc"] for r in runs]), n)
-    cells = [_value(runs[0].config.get(k)) for k in differ] + [
+    cells = [_value(table_config(runs[0].config).get(k)) for k in differ] + [
         best,
         last,
         f"{n}{CHANGED if changed_code(runs) else ''}",
