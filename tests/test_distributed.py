@@ -162,6 +162,28 @@ def test_a_killed_process_ends_the_run_and_resume_continues_it(capsys, fashion, 
     assert one.returncode == 0 and "nothing to continue" in one.stdout
 
 
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_sigterm_after_a_lost_process_does_not_cut_the_line_that_says_so(hold):
+    """What torchrun does when one process dies: SIGTERM to the others, which may come while a survivor is past
+    the loop on its way out with its one line. A run of several processes holds its handlers for that; with
+    the default handler back (hold=False, one process's run, where nothing sends it) the line would be lost."""
+    script = f"""
+import os, signal
+from mwnet.engine.training import StopSignals
+try:
+    with StopSignals(hold={hold}):
+        raise RuntimeError("Connection closed by peer")
+except RuntimeError:
+    os.kill(os.getpid(), signal.SIGTERM)
+    print("the line")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=CPU_ENV, capture_output=True, text=True)
+    if hold:
+        assert done.returncode == 0 and done.stdout == "the line\n", done.stderr
+    else:
+        assert done.returncode == -signal.SIGTERM and done.stdout == ""
+
+
 def test_the_runner_gives_one_run_several_slots(fashion, tmp_path, capsys):
     from mwnet.tools import runner
 

@@ -184,7 +184,7 @@ def run_in(world, args):
                 s.report.line(line)
             s.tb = TensorBoard(run_dir.file(TENSORBOARD)) if args.tensorboard and world.writer else None
             s.report.start(plan.total, progress.step, f"{args.method} {args.dataset}")
-            with StopSignals() as signals:
+            with StopSignals(hold=world.size > 1) as signals:
                 outcome, detail = train(s, signals)
             return finish(s, outcome, detail)
         except RuntimeError as e:

@@ -169,7 +169,15 @@ def one_step(args, learner, data, x, y, lr, reduce=None):
 class StopSignals:
     """SIGINT, SIGTERM, SIGUSR1, SIGHUP during the loop: the iteration finishes, a checkpoint is written at it,
     and the run exits with 128 + the signal. A second SIGINT stops at once (the last checkpoint stays). A
-    signal ignored when the run starts stays ignored: SIGINT in a background job, SIGHUP under nohup."""
+    signal ignored when the run starts stays ignored: SIGINT in a background job, SIGHUP under nohup.
+
+    hold (a run of several processes): an error that ends the loop leaves these handlers in place, so that a
+    signal coming after it is ignored. When one process dies, torchrun sends SIGTERM to the others, and it
+    can come while a survivor is on its way out with the one line that says what happened; with the default
+    handler back, that line would be lost. The process is ending either way."""
+
+    def __init__(self, hold=False):
+        self.hold = hold
 
     def __enter__(self):
         self.received = None
@@ -178,7 +186,9 @@ class StopSignals:
         self.previous = {s: signal.signal(s, self._handle) for s in wanted}
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *exc):
+        if self.hold and kind is not None:
+            return
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
