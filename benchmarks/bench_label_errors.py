@@ -8,7 +8,8 @@ For one noise setting of Fashion-MNIST (the laptop protocol: SmallCNN, the fixed
 epochs, lr 0.02, no augmentation), on the CPU:
   MW-Net        one run of MW-Net.py --protocol laptop; the training labels ranked from its samples.csv by the
                 final meta-weight-net's weight of the final model's loss (lowest first, ties averaged); by that
-                loss (the file's order); by the last weight each sample received in training; and by the loss
+                loss (the file's order); by the mean weight each sample received over the last epoch of training
+                (here its weight in the last shuffled pass); and by the loss
                 of its best model (the file --evaluate writes of model_best.pt, chosen by test accuracy as the
                 original's "best": it reads the test labels)
   MW-Net, selected   the same with --meta_source selected: no clean label read, as on a folder without meta/
@@ -183,8 +184,8 @@ def main(argv=None):
             weight = rows["weight"].astype(np.float64)
             results[method + "_weight"] = {"suspicion": -weight, "seconds": seconds}
         if method == "mwnet":
-            last = np.asarray([float(w) if w else np.nan for w in rows["last_weight"]])
-            results["mwnet_last"] = {"suspicion": -last, "seconds": seconds}
+            recent = np.asarray([float(w) if w else np.nan for w in rows["epoch_weight"]])
+            results["mwnet_epoch"] = {"suspicion": -recent, "seconds": seconds}
     k, n = int(corrupted.sum()), len(corrupted)
     print(
         f"Fashion-MNIST laptop protocol, {args.setting} noise, seed {args.seed}: {k} of {n} training labels corrupted;"
@@ -193,7 +194,7 @@ def main(argv=None):
     names = {
         "mwnet_weight": "MW-Net: final weight V(loss)",
         "mwnet": "MW-Net: final loss (samples.csv order)",
-        "mwnet_last": "MW-Net: last weight in training",
+        "mwnet_epoch": "MW-Net: mean weight, last epoch",
         "mwnet_best": "MW-Net: best model's loss (test-chosen)",
         "mwnet_selected_weight": "MW-Net, selected meta set: final weight",
         "mwnet_selected": "MW-Net, selected: final loss",

@@ -113,6 +113,68 @@ def test_model_best_holds_the_best_evaluation(capsys, short_run):
     assert added["samples-it14.csv"] == before["samples.csv"]  # the final checkpoint is the run's final model
 
 
+@pytest.mark.parametrize("sampling", ["epoch", "random"])
+def test_the_epoch_weight_is_the_mean_over_the_last_epochs_iterations_across_a_resume(sampling):
+    """samples.csv's epoch_weight: each sample's mean weight over the last len(loader) iterations, against a
+    plain list of every draw; a checkpoint's state taken and restored halfway, and one made before it was kept."""
+    from mwnet.engine.loop_state import Progress
+
+    n, batch, iterations = 23, 5, 17  # 5 batches a pass (the last of 3); 17 iterations: the window wraps
+    rows = -(-n // batch)
+    g = torch.Generator().manual_seed(0)
+    progress, draws = Progress.new(n, "cpu", rows, batch), []
+    perm = None
+    for step in range(iterations):
+        if sampling == "epoch":
+            if step % rows == 0:
+                perm = torch.randperm(n, generator=g)
+            idx = perm[(step % rows) * batch : (step % rows + 1) * batch]
+        else:
+            idx = torch.randperm(n, generator=g)[:batch]
+        weights = torch.rand(len(idx), generator=g)
+        draws.append((idx, weights))
+        progress.record(step, idx, torch.rand(len(idx), generator=g), weights)
+        if step == 8:
+            progress = Progress.from_state(progress.state_dict(), "cpu", rows, batch)
+        if sampling == "epoch" and step + 1 == 3 * rows:  # at a pass's end: each sample's one weight in it, its last
+            assert np.array_equal(progress.epoch_weight(), progress.last_weight.double().numpy())
+    want = np.full(n, np.nan)
+    for i in range(n):
+        got = [float(w[k]) for idx, w in draws[-rows:] for k in range(len(idx)) if int(idx[k]) == i]
+        if got:
+            want[i] = sum(got) / len(got)
+    assert np.allclose(progress.epoch_weight(), want, rtol=1e-6, equal_nan=True)
+    assert 0 < np.isnan(want).sum() < n  # past a pass's end, either sampling: some drawn twice, some not at all
+    old = {k: v for k, v in progress.state_dict().items() if not k.startswith("recent")}
+    assert np.isnan(Progress.from_state(old, "cpu", rows, batch).epoch_weight()).all()
+
+
+def test_evaluate_on_a_checkpoint_without_last_epoch_weights_or_with_damaged_ones(capsys, short_run, tmp_path):
+    """A checkpoint made before the last epoch's weights were kept: its samples file, those cells empty. One
+    whose weights point past the training set: one line, nothing written."""
+    _, run = short_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    state = torch.load(copy / "checkpoint.pt", weights_only=False)
+    old = {**state, "progress": {k: v for k, v in state["progress"].items() if not k.startswith("recent")}}
+    torch.save(old, copy / "checkpoint.pt")
+    result = run_main(capsys, MW, "--evaluate", str(copy))
+    assert result.returncode == 0, result.stderr
+    with open(copy / "samples-it14.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(run / "samples.csv", newline="") as f:
+        want = list(csv.DictReader(f))
+    assert all(r["epoch_weight"] == "" for r in rows) and all(r["weight"] != "" for r in rows)
+    assert [{**r, "epoch_weight": ""} for r in want] == rows
+    (copy / "samples-it14.csv").unlink()
+    state["progress"]["recent_index"][0, 0] = len(want)
+    torch.save(state, copy / "checkpoint.pt")
+    before = snapshot(copy)
+    result = run_main(capsys, MW, "--evaluate", str(copy))
+    assert_one_line_error(result, "its training weights do not fit the training set; the run directory is damaged")
+    assert snapshot(copy) == before
+
+
 def test_a_run_of_a_builtin_dataset_ranks_its_samples_with_its_splits_labels(capsys, short_run, tmp_path):
     _, run = short_run
     split, kept = np.load(run / "split.npz"), np.load(run / "weights.npz")
@@ -125,10 +187,12 @@ def test_a_run_of_a_builtin_dataset_ranks_its_samples_with_its_splits_labels(cap
         noisy, clean = int(split["noisy_labels"][p]), int(split["clean_labels"][p])
         assert (int(r["given_label"]), int(r["clean_label"]), r["path"]) == (noisy, clean, "")
         assert r["corrupted"] == str(int(noisy != clean))
-        last = float(kept["weight"][p])  # NaN: never drawn in the run's 14 iterations
-        assert r["last_weight"] == "" if np.isnan(last) else abs(float(r["last_weight"]) - last) <= 1e-5 * max(1, last)
+        last = float(kept["weight"][p])  # 14 iterations, less than a pass: its one weight, or NaN: never drawn
+        assert (
+            r["epoch_weight"] == "" if np.isnan(last) else abs(float(r["epoch_weight"]) - last) <= 1e-5 * max(1, last)
+        )
     losses = [float(r["loss"]) for r in rows]
-    assert losses == sorted(losses, reverse=True) and 0 < sum(r["last_weight"] == "" for r in rows) < len(rows)
+    assert losses == sorted(losses, reverse=True) and 0 < sum(r["epoch_weight"] == "" for r in rows) < len(rows)
     capsys.readouterr()
     assert suspects.main([str(run), "--top", "3", "--out", str(tmp_path / "sheet.png")]) == 0
     out = capsys.readouterr().out.splitlines()

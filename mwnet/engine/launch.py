@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 
+import numpy as np
 import torch
 
 from mwnet.engine import distributed, meta_selection, samples
@@ -23,7 +24,7 @@ from mwnet.engine.components import (
     run_seeds,
     set_numerics,
 )
-from mwnet.engine.loop_state import Progress, Tally, restore
+from mwnet.engine.loop_state import Progress, Tally, epoch_weight, restore
 from mwnet.engine.options import args_from_stored, given_flags, name_baseline, parse_args
 from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
@@ -51,7 +52,8 @@ from mwnet.untrusted import check_state
 
 def start(args, config, run_dir, data, learner, device, seeds, world):
     """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
-    progress, tally = Progress.new(len(data.train_idx), device), Tally(device, meta=args.method != "erm")
+    progress = Progress.new(len(data.train_idx), device, len(data.train), data.train.batch_size)
+    tally = Tally(device, meta=args.method != "erm")
     current = run_dir.status() if args.resume else None
     if current == "finished":
         print(f"{run_dir.path} has finished; nothing to continue (results in {run_dir.file('results.json')})")
@@ -260,7 +262,7 @@ def finish(s, outcome, detail):
     if not s.args.dry_run:  # the suspect labels: a pass over the training images (a dry run's would be no result)
         learner = s.learner
         with autocast(s.args.precision, data.test.device):
-            columns = samples.table(data, learner.model, learner.vnet, s.args.method, weights[1])
+            columns = samples.table(data, learner.model, learner.vnet, s.args.method, progress.epoch_weight())
         run_dir.save_samples(columns)
     if s.learner.vnet is not None:
         run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])
@@ -329,6 +331,18 @@ def evaluate_checkpoint(script, args, argv):
     return EXIT_OK
 
 
+def epoch_weights(path, progress, n):
+    """A checkpoint's mean weights over the last epoch (loop_state.epoch_weight); all NaN from a checkpoint
+    made before they were kept."""
+    index, weight = progress.get("recent_index"), progress.get("recent_weight")
+    if index is None and weight is None:
+        return np.full(n, np.nan)
+    fits = isinstance(index, torch.Tensor) and isinstance(weight, torch.Tensor) and index.shape == weight.shape
+    if not (fits and index.dim() == 2 and index.dtype == torch.long and bool(((index >= -1) & (index < n)).all())):
+        raise UserError(f"{path}: its training weights do not fit the training set; the run directory is damaged")
+    return epoch_weight(index, weight, n)
+
+
 def write_samples(args, path, state, model, device, step):
     """--evaluate's samples file, beside the model file in its run directory: samples-it<N>.csv of a checkpoint,
     samples-best-it<N>.csv of a best model; never into a folder this project did not make, nor into a run in use."""
@@ -345,13 +359,9 @@ def write_samples(args, path, state, model, device, step):
             vnet, state["vnet"], "a meta-weight-net", "pass a checkpoint.pt or model_best.pt of a run", name=path
         )
         vnet.load_state_dict(state["vnet"])
-    last_weight = None
-    if not best:
-        progress = state["progress"]
-        last_weight = progress.get("last_weight") if isinstance(progress, dict) else None
-        if not isinstance(last_weight, torch.Tensor):
-            raise UserError(f"{path} holds no training weights (progress.last_weight); the run directory is damaged")
-        last_weight = last_weight.float().cpu().numpy()
+    progress = state.get("progress") if not best else None
+    if not best and not isinstance(progress, dict):
+        raise UserError(f"{path} holds no training progress; the run directory is damaged")
     data = build_data(args, device, run_seeds(args.seed))
     trained_on = state.get("data_fingerprint") or (read_json(os.path.join(folder, CONFIG)) or {}).get(
         "data_fingerprint"
@@ -360,10 +370,9 @@ def write_samples(args, path, state, model, device, step):
         raise UserError(
             f"{name} not written: the data under --data_path {args.data_path} is not the data {folder} was trained on (other images or labels); pass the run's own data, or --accept_other_data"
         )
-    if last_weight is not None and last_weight.shape != (len(data.train_idx),):
-        raise UserError(f"{path}: its training weights do not match the training set; the run directory is damaged")
+    weights = None if best else epoch_weights(path, progress, len(data.train_idx))
     with autocast(args.precision, device):
-        columns = samples.table(data, model, vnet, args.method, last_weight)
+        columns = samples.table(data, model, vnet, args.method, weights)
     run_dir = RunDir(folder)
     try:
         run_dir.lock()  # a training process holds it: its files are its own

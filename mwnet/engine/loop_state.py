@@ -76,21 +76,62 @@ class Progress:
     elapsed: float = 0.0  # seconds of training and evaluation, over every session
     train_seconds: float = 0.0  # seconds of training iterations alone
     records: list = field(default_factory=list)  # every evaluation's metrics line so far
+    # The last epoch's draws: a row per iteration of the last len(train loader), iteration i in row i % rows,
+    # the batch's indices (-1 past a short batch) and weights. None in checkpoints made before it was kept.
+    recent_index: torch.Tensor | None = None
+    recent_weight: torch.Tensor | None = None
 
     @classmethod
-    def new(cls, n, device):
-        return cls(torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
+    def new(cls, n, device, batches, batch_size):
+        progress = cls(torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
+        progress.recent_index, progress.recent_weight = recent_draws(batches, batch_size, device)
+        return progress
+
+    def record(self, step, idx, losses, weights):
+        """The weights and losses of iteration `step`'s whole batch."""
+        self.last_loss[idx], self.last_weight[idx] = losses, weights
+        row = step % len(self.recent_index)
+        self.recent_index[row] = -1
+        self.recent_index[row, : len(idx)] = idx
+        self.recent_weight[row, : len(idx)] = weights
+
+    def epoch_weight(self):
+        return epoch_weight(self.recent_index, self.recent_weight, len(self.last_weight))
 
     def state_dict(self):
         state = {f.name: getattr(self, f.name) for f in fields(self)}
-        state.update(last_loss=self.last_loss.cpu(), last_weight=self.last_weight.cpu())
+        for name in TENSORS:
+            state[name] = state[name].cpu()
         return state
 
     @classmethod
-    def from_state(cls, state, device):
+    def from_state(cls, state, device, batches, batch_size):
         progress = cls(**state)
-        progress.last_loss, progress.last_weight = progress.last_loss.to(device), progress.last_weight.to(device)
+        if progress.recent_index is None:  # its weights before the resume are not known: NaN where not drawn since
+            progress.recent_index, progress.recent_weight = recent_draws(batches, batch_size, device)
+        for name in TENSORS:
+            setattr(progress, name, getattr(progress, name).to(device))
         return progress
+
+
+TENSORS = ("last_loss", "last_weight", "recent_index", "recent_weight")
+
+
+def recent_draws(batches, batch_size, device):
+    return (
+        torch.full((batches, batch_size), -1, dtype=torch.long, device=device),
+        torch.zeros((batches, batch_size), device=device),
+    )
+
+
+def epoch_weight(recent_index, recent_weight, n):
+    """Each training sample's mean weight over the last epoch (the iterations that `recent_index` holds), in
+    float64 on the CPU; NaN where the sample was not drawn in them."""
+    index, weight = recent_index.cpu(), recent_weight.cpu().double()
+    drawn = index >= 0
+    total = torch.zeros(n, dtype=torch.float64).index_add_(0, index[drawn], weight[drawn])
+    count = torch.zeros(n, dtype=torch.float64).index_add_(0, index[drawn], torch.ones_like(weight[drawn]))
+    return (total / count).numpy()  # 0 / 0: NaN
 
 
 def checkpoint_state(config, progress, learner, data, tally):
@@ -138,6 +179,6 @@ def restore(state, learner, data, tally, path):
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return Progress.from_state(state["progress"], data.test.device)
+        return Progress.from_state(state["progress"], data.test.device, len(data.train), data.train.batch_size)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
         raise UserError(f"{path} does not fit this run ({type(e).__name__}: {str(e)[:80]}); {fix}") from None

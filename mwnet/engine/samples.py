@@ -3,8 +3,9 @@
 
 Every training image once, in order, unaugmented, in evaluation mode: its loss against its given (noisy) label,
 the class the model predicts and that class's probability, and (MW-Net) the weight the final meta-weight-net
-gives that loss. Beside it the weight the image last received in training (the last epoch's, when batches are
-shuffled passes). Sorted from the most to the least suspect: by that loss, highest first, ties by position.
+gives that loss. Beside it the mean weight the image received in the last epoch of training (the last
+len(training loader) iterations: with shuffled passes, its one weight of the last pass; with the WRN script's
+random batches, the mean of its draws in them). Sorted from the most to the least suspect: by that loss, highest first, ties by position.
 
 Not by the weight: MW-Net's weight is a function of the loss alone, so where the learned function falls with
 the loss (label noise, the paper's figures) the two orders agree but for ties where it saturates, which the
@@ -34,9 +35,10 @@ def predictions(model, loader):
 
 
 @torch.no_grad()
-def table(data, model, vnet, method, last_weight=None):
+def table(data, model, vnet, method, epoch_weight=None):
     """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first.
-    last_weight: each sample's last weight in training (NaN where never drawn), or None (a best model's file)."""
+    epoch_weight: each sample's mean weight over the last epoch of training (NaN where not drawn in it), or None
+    (a best model's file)."""
     loss, predicted, probability = predictions(model, data.training_loader())
     weight = None
     if method == "mwnet" and vnet is not None:
@@ -47,7 +49,7 @@ def table(data, model, vnet, method, last_weight=None):
     given, clean = data.noisy_labels, data.clean_labels
     names = data.classes or [str(c) for c in range(data.num_classes)]
     predicted = predicted.astype(np.int64)
-    kept = None if method == "erm" or last_weight is None else np.asarray(last_weight, dtype=np.float64)
+    kept = None if method == "erm" or epoch_weight is None else np.asarray(epoch_weight, dtype=np.float64)
     columns = {
         "rank": positions + 1,
         "index": data.train_idx[order],
@@ -59,7 +61,7 @@ def table(data, model, vnet, method, last_weight=None):
         "probability": probability[order],
         "loss": loss[order],
         "weight": None if weight is None else weight[order],
-        "last_weight": None if kept is None else kept[order],
+        "epoch_weight": None if kept is None else kept[order],
         "clean_label": np.where(clean[order] >= 0, clean[order], -1),
         "corrupted": np.where(clean[order] >= 0, (clean[order] != given[order]).astype(np.int64), -1),
     }

@@ -254,7 +254,7 @@ def train(s, signals):
             out = one_step(args, learner, data, x, y, lr, world.reduce)
         out, idx = world.gather_batch(out, idx)  # every process records the whole batch
         s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=data.meta is not None)
-        progress.last_loss[idx], progress.last_weight[idx] = out["losses"].float(), out["weights"].float()
+        progress.record(step, idx, out["losses"].float(), out["weights"].float())
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
         asked = args.print_freq and progress.step % args.print_freq == 0

@@ -49,10 +49,10 @@ SELECTION = "meta_selection.json"  # --meta_source selected: the images, when, a
 SAMPLES = "samples.csv"  # the suspect labels (engine/samples.py), at a run's end
 # Its columns. index: the sample's index in the dataset's training set (a streamed dataset's: its line in the
 # list); path: a streamed dataset's image, relative to --data_path; weight: the final meta-weight-net's weight of
-# the final model's loss (MW-Net); last_weight: the weight the sample last received in training; clean_label and
-# corrupted (1 or 0): where the clean label is known. An empty cell: not known or not defined for the method.
+# the final model's loss (MW-Net); epoch_weight: the mean weight it received in the last epoch of training (its
+# last len(training loader) iterations; empty if not drawn in them); clean_label and corrupted (1 or 0): where the clean label is known. An empty cell: not known or not defined for the method.
 SAMPLE_COLUMNS = ("rank", "index", "path", "given_label", "given_class", "predicted_label", "predicted_class")
-SAMPLE_COLUMNS += ("probability", "loss", "weight", "last_weight", "clean_label", "corrupted")
+SAMPLE_COLUMNS += ("probability", "loss", "weight", "epoch_weight", "clean_label", "corrupted")
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
 # Written first into every run directory this project makes: a folder without it is never written into.
 MARKER = ".mwnet-run"
