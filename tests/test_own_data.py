@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -366,8 +367,8 @@ def test_an_imagefolder_reads_as_torchvisions_imagefolder_but_for_hidden_entries
     assert again.classes == f.classes and again.sets["train"][0] == f.sets["train"][0]
 
 
-def test_the_summary_keeps_runs_on_two_folders_apart(capsys, own, tmp_path):
-    from mwnet.tools import by_config
+def test_runs_on_two_folders_stay_apart_in_the_summary_and_the_runner(capsys, own, tmp_path):
+    from mwnet.tools import by_config, runner
 
     (root, _), _ = own
     for name in ("a", "b"):  # the same flags, two folders
@@ -379,3 +380,19 @@ def test_the_summary_keeps_runs_on_two_folders_apart(capsys, own, tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| data | best | last | n |") and len(rows) == 3
     assert rows[1].startswith("| a (") and rows[2].startswith("| b (") and "corruption" not in table
+
+    def plan(folder, out):  # the runner's decision on a command: the same flags, --data_path `folder`
+        flags[flags.index("--data_path") + 1], flags[-1] = str(tmp_path / folder), str(tmp_path / "runs" / out)
+        return runner.plan_task(" ".join([sys.executable, MW, *flags]))
+
+    assert plan("a", "a").action == "done"
+    other = plan("b", "a")
+    assert (
+        other.action == "refused" and f"made on another folder ({tmp_path / 'a'} vs {tmp_path / 'b'})" in other.reason
+    )
+    moved = sorted((tmp_path / "a" / "train" / CLASSES[0]).iterdir())[0]
+    moved.rename(tmp_path / "a" / "train" / CLASSES[1] / moved.name)  # one label changed, the same images
+    changed = plan("a", "a")
+    assert changed.action == "refused" and "its images, labels or classes have changed since" in changed.reason
+    shutil.rmtree(tmp_path / "a" / "test")
+    assert plan("a", "a").action == "refused" and "has train/ but no test/" in plan("a", "a").reason

@@ -14,6 +14,8 @@ training set lacks, an unknown class in a CSV, a path that does not exist or lea
 """
 
 import csv
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -38,9 +40,33 @@ class Folder:
     train_clean: np.ndarray  # the clean label of each training image where a CSV gives it, else -1
 
     def describe(self):
-        """What config.json records: the layout, the classes, the images per split."""
+        """What config.json records: the layout, the classes, the images per split, the digest of the lists."""
         counts = {name: (None if s is None else len(s[0])) for name, s in self.sets.items()}
-        return {"path": os.path.abspath(self.root), "layout": self.layout, "classes": self.classes, "images": counts}
+        where = {"path": os.path.abspath(self.root), "layout": self.layout}
+        return {**where, "classes": self.classes, "images": counts, "lists": self.lists_digest()}
+
+    def lists_digest(self):
+        """Of what read_folder found: the classes, every split's paths and labels, the clean labels. Cheap (no
+        image is opened): the runner compares it with a run's to tell whether the run was made on this folder."""
+        h = hashlib.sha256(json.dumps(self.classes).encode())
+        for name in SPLITS:
+            paths, labels = self.sets.get(name) or ((), ())
+            h.update(json.dumps([name, len(paths)]).encode())
+            for path, label in zip(paths, labels, strict=True):
+                h.update(json.dumps([str(path), int(label)]).encode())
+        h.update(np.ascontiguousarray(self.train_clean, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+def differs(record, root):
+    """Why a run whose config.json records the folder `record` was not made on the folder `root` as it is now
+    (another folder, or other lists or labels), or None; a folder that cannot be read: its one line."""
+    folder = read_folder(root)
+    if (record or {}).get("path") != os.path.abspath(root):
+        return f"another folder ({(record or {}).get('path')} vs {os.path.abspath(root)})"
+    if record.get("lists") != folder.lists_digest():
+        return f"{root} as it was: its images, labels or classes have changed since"
+    return None
 
 
 def layout(root):

@@ -7,7 +7,8 @@ run directory holds decides (run_files.py, the same rules as the scripts'):
   a finished run of the same configuration    skipped as done
   a run of another configuration              refused with the difference, left untouched
   a diverged run of the same configuration    reported, not run again
-"The same configuration" is every flag but the free ones (run_files.FREE_FLAGS); a dry run differs.
+"The same configuration" is every flag but the free ones (run_files.FREE_FLAGS); a dry run differs; with
+--dataset folder, also the same folder (its path) with the same image lists and labels as when the run was made.
 Each run logs to <run directory>/train.log. At the end one line per state, the refused and failed runs
 named; the exit code is 1 if any run was refused, failed or diverged, 130 after Ctrl-C.
 
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from mwnet.cli import Parser
+from mwnet.data import folder
 from mwnet.engine.options import PRESETS, parse_args
 from mwnet.errors import UserError
 from mwnet.runs import run_files
@@ -78,6 +80,13 @@ def plan_task(command):
     if diffs:
         reason = f"holds a {run.status} run of another configuration ({'; '.join(diffs)})"
         return Task(command, words, args.out, "refused", reason)
+    if args.dataset == "folder":  # its --data_path is the dataset: the run must have been made on this one
+        try:
+            other = folder.differs((run.config or {}).get("folder"), args.data_path)
+        except UserError as e:
+            return Task(command, words, args.out, "refused", str(e))
+        if other:
+            return Task(command, words, args.out, "refused", f"holds a {run.status} run made on {other}")
     if run.status == "stopped":
         return Task(command, words + ["--resume", args.out], args.out, "resume")
     if run.status == "diverged":
