@@ -160,6 +160,9 @@ def test_a_killed_process_ends_the_run_and_resume_continues_it(capsys, fashion, 
     assert metrics(run) == metrics(tmp_path / "whole") and len(metrics(run)) == 6  # 3, 6, 9, 12, 15, 16
     one = run_main(capsys, MW, "--resume", str(run))  # one process, in this one
     assert one.returncode == 0 and "nothing to continue" in one.stdout
+    # samples.csv's pass, shared out over the two processes, as one process makes it from the final checkpoint
+    assert run_main(capsys, MW, "--evaluate", str(run)).returncode == 0
+    assert (run / "samples-it16.csv").read_bytes() == (run / "samples.csv").read_bytes()
 
 
 @pytest.mark.parametrize("hold", [True, False])

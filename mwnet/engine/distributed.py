@@ -94,16 +94,28 @@ class World:
         """The whole batch's indices, per-sample losses and weights, from every process's slice, in batch order."""
         if self.size == 1:
             return out, idx
-        sizes = [int(n) for n in self.gather(len(idx))]
-        width = max(sizes)
-        rows = torch.stack([idx.double(), out["losses"].double(), out["weights"].double()])
-        padded = torch.zeros(3, width, dtype=torch.float64, device=idx.device)
-        padded[:, : len(idx)] = rows
-        parts = [torch.empty_like(padded) for _ in range(self.size)]
-        dist.all_gather(parts, padded, group=None if idx.device.type != "cpu" else self.control)
-        whole = torch.cat([p[:, :n] for p, n in zip(parts, sizes, strict=True)], dim=1)
+        whole = self._gather_rows(torch.stack([idx.double(), out["losses"].double(), out["weights"].double()]))
         full = {**out, "losses": whole[1].to(out["losses"].dtype), "weights": whole[2].to(out["weights"].dtype)}
         return full, whole[0].long()
+
+    def assemble(self, idx, *columns):
+        """Columns computed on this process's share of an in-order pass (in_order's part), each a value per
+        position in `idx`: the whole pass's, in position order, on every process."""
+        if self.size == 1:
+            return columns
+        whole = self._gather_rows(torch.stack([idx.double(), *(c.double() for c in columns)]))
+        order = whole[0].long().argsort()
+        return tuple(whole[i + 1][order].to(c.dtype) for i, c in enumerate(columns))
+
+    def _gather_rows(self, rows):
+        """Every process's rows (float64, a column per sample; integers exact below 2**53) side by side, in
+        rank order."""
+        sizes = [int(n) for n in self.gather(rows.shape[1])]
+        padded = torch.zeros(len(rows), max(sizes), dtype=torch.float64, device=rows.device)
+        padded[:, : rows.shape[1]] = rows
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded, group=None if rows.device.type != "cpu" else self.control)
+        return torch.cat([p[:, :n] for p, n in zip(parts, sizes, strict=True)], dim=1)
 
     def sum_(self, tensor):
         """In place, the sum over the processes (evaluation's counts)."""

@@ -260,9 +260,9 @@ def finish(s, outcome, detail):
     weights = progress.last_loss.cpu().numpy(), progress.last_weight.cpu().numpy()
     run_dir.save_weights(data.train_idx, data.clean_labels, data.noisy_labels, *weights)
     if not s.args.dry_run:  # the suspect labels: a pass over the training images (a dry run's would be no result)
-        learner = s.learner
+        learner, epoch_weight = s.learner, progress.epoch_weight()
         with autocast(s.args.precision, data.test.device):
-            columns = samples.table(data, learner.model, learner.vnet, s.args.method, progress.epoch_weight())
+            columns = samples.table(data, learner.model, learner.vnet, s.args.method, epoch_weight, s.world)
         run_dir.save_samples(columns)
     if s.learner.vnet is not None:
         run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])

@@ -12,9 +12,9 @@ from mwnet.engine.samples import predictions
 from mwnet.errors import UserError
 
 
-def training_losses(model, loader):
+def training_losses(model, loader, world=None):
     """Each training image's cross-entropy against its noisy label, in the loader's order, in evaluation mode."""
-    return predictions(model, loader)[0]
+    return predictions(model, loader, world)[0]
 
 
 def lowest_per_class(losses, noisy, k, per_class):
@@ -44,7 +44,7 @@ def select(s):
     """Make the selection from the model as it stands, share it from process 0, and attach the meta set."""
     args, data, world = s.args, s.data, s.world
     k, per_class = data.num_classes, args.num_meta // data.num_classes
-    losses = training_losses(s.learner.model, data.training_loader())
+    losses = training_losses(s.learner.model, data.training_loader(), world)
     positions = torch.as_tensor(lowest_per_class(losses.cpu().numpy(), data.noisy_labels, k, per_class))
     positions = world.share_from_first(positions.to(data.test.device)).cpu().numpy()
     record = {"iteration": s.progress.step, "warmup": args.warmup, "positions": positions.tolist()}

@@ -18,28 +18,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mwnet.engine.distributed import World
+
 
 @torch.no_grad()
-def predictions(model, loader):
-    """(losses, predicted classes, their probabilities) of the loader's images in its order, in evaluation mode."""
+def predictions(model, loader, world=None):
+    """(losses, predicted classes, their probabilities) of the loader's images in its order, in evaluation mode;
+    in a run of several processes each does its share of the batches and every process gets the whole."""
+    world = world or World()
     model.eval()
-    losses, predicted, probability = [], [], []
-    for x, y, _ in loader.in_order():
+    at, losses, predicted, probability = [], [], [], []
+    for x, y, idx in loader.in_order(part=(world.rank, world.size)):
         logits = model(x).float()
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         p, c = logits.softmax(1).max(1)
+        at.append(idx)
         predicted.append(c)
         probability.append(p)
     model.train()
-    return torch.cat(losses), torch.cat(predicted), torch.cat(probability)
+    if not at:  # more processes than batches: this one had none
+        none = torch.zeros(0, dtype=torch.long, device=loader.labels.device)
+        at, losses, predicted, probability = [none], [none.float()], [none], [none.float()]
+    return world.assemble(*(torch.cat(t) for t in (at, losses, predicted, probability)))
 
 
 @torch.no_grad()
-def table(data, model, vnet, method, epoch_weight=None):
+def table(data, model, vnet, method, epoch_weight=None, world=None):
     """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first.
     epoch_weight: each sample's mean weight over the last epoch of training (NaN where not drawn in it), or None
-    (a best model's file)."""
-    loss, predicted, probability = predictions(model, data.training_loader())
+    (a best model's file). world: the processes of a run, which share the pass out."""
+    loss, predicted, probability = predictions(model, data.training_loader(), world)
     weight = None
     if method == "mwnet" and vnet is not None:
         weight = vnet(loss.unsqueeze(1)).squeeze(1).float().cpu().numpy()
