@@ -396,3 +396,26 @@ def test_runs_on_two_folders_stay_apart_in_the_summary_and_the_runner(capsys, ow
     assert changed.action == "refused" and "its images, labels or classes have changed since" in changed.reason
     shutil.rmtree(tmp_path / "a" / "test")
     assert plan("a", "a").action == "refused" and "has train/ but no test/" in plan("a", "a").reason
+
+
+def test_pretrained_weights_bring_imagenet_normalisation_and_no_image_is_measured(own, tmp_path, monkeypatch):
+    """A folder with --arch resnet50: 224 pixels; with --pretrained, ImageNet's normalisation (the weights'
+    own), recorded as such, and no pass over the images to measure one; without, the folder's, measured."""
+    from mwnet.data.catalog import IMAGENET_MEAN_STD
+    from mwnet.engine import components
+    from mwnet.engine.options import parse_args
+
+    (root, _), _ = own
+    weights = tmp_path / "r50.pt"
+    weights.write_bytes(b"")  # read only when the model is built
+    flags = ["--dataset", "folder", "--data_path", root, "--arch", "resnet50", "--num_meta", "6"]
+    measured = components.read_streamed(parse_args(MW, flags))
+    assert measured.folder["normalisation"] == "measured on 36 training images"
+    assert measured.mean_std != IMAGENET_MEAN_STD
+    monkeypatch.setattr(components, "measure_mean_std", lambda *a: pytest.fail("measured with --pretrained"))
+    args = parse_args(MW, [*flags, "--pretrained", str(weights)])
+    given = components.read_streamed(args)
+    assert (
+        args.image_size == 224 and given.mean_std == IMAGENET_MEAN_STD and given.folder["normalisation"] == "imagenet"
+    )
+    assert given.folder["mean"] == list(IMAGENET_MEAN_STD[0]) and given.folder["std"] == list(IMAGENET_MEAN_STD[1])
