@@ -15,6 +15,7 @@ import torch
 from conftest import FAST, MW, SHORT, assert_one_line_error, metrics, run_main, snapshot, stop_at
 
 from mwnet.runs.reporting import Reporter
+from mwnet.runs.run_files import SAMPLE_COLUMNS
 from mwnet.tools import suspects
 
 
@@ -216,6 +217,8 @@ def test_evaluate_writes_no_samples_outside_a_run_directory(capsys, short_run, t
         (None, "does not exist; a run writes it when it finishes"),
         ("rank,index\n1,2\n", "is not a samples file of this project"),
         (b"\xff\xfe" * 50, "is not a readable CSV"),
+        (",".join(SAMPLE_COLUMNS) + "\n", "no sample; the file is damaged"),
+        (",".join(SAMPLE_COLUMNS) + "\n" + "1,0,,0,a,0,a,1,0,1,1,,\n" * 30 + "2,1\n", "line 32 has another number"),
     ],
 )
 def test_suspects_of_a_missing_or_damaged_samples_file_is_one_line(capsys, tmp_path, content, fragment):

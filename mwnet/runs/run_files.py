@@ -250,25 +250,39 @@ def _cell(value):
 
 def read_samples(path):
     """samples.csv (or a file of its kind) as {column: list of text}, its header and rows checked."""
+    rows = list(iter_samples(path))
+    return {name: [r[i] for r in rows] for i, name in enumerate(SAMPLE_COLUMNS)}
+
+
+def iter_samples(path):
+    """samples.csv's rows (lists of text, in SAMPLE_COLUMNS' order) one at a time, each checked as it comes: a
+    file of a million rows read in little memory. path: the file, or the run directory that holds it."""
     if os.path.isdir(path):
         path = os.path.join(path, SAMPLES)
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))
+        f = open(path, encoding="utf-8", newline="")
     except FileNotFoundError:
         raise UserError(
             f"{path} does not exist; a run writes it when it finishes (--evaluate RUN writes one for its checkpoint)"
         ) from None
-    except (OSError, ValueError, csv.Error) as e:
+    except OSError as e:
         raise UserError(f"{path} is not a readable CSV ({type(e).__name__}); the file is damaged") from None
-    if not rows or tuple(rows[0]) != SAMPLE_COLUMNS:
-        raise UserError(f"{path} is not a samples file of this project (its header differs); the file is damaged")
-    body = rows[1:]
-    bad = next((i for i, r in enumerate(body, 2) if len(r) != len(SAMPLE_COLUMNS)), None)
-    if bad is not None or not body:
-        where = f"line {bad} has another number of fields" if bad else "no sample"
-        raise UserError(f"{path}: {where}; the file is damaged")
-    return {name: [r[i] for r in body] for i, name in enumerate(SAMPLE_COLUMNS)}
+    with f:
+        reader = csv.reader(f)
+        line, row = 1, None
+        try:
+            if tuple(next(reader, ())) != SAMPLE_COLUMNS:
+                raise UserError(
+                    f"{path} is not a samples file of this project (its header differs); the file is damaged"
+                )
+            for line, row in enumerate(reader, 2):
+                if len(row) != len(SAMPLE_COLUMNS):
+                    raise UserError(f"{path}: line {line} has another number of fields; the file is damaged")
+                yield row
+        except (OSError, ValueError, csv.Error) as e:
+            raise UserError(f"{path} is not a readable CSV ({type(e).__name__}); the file is damaged") from None
+        if row is None:
+            raise UserError(f"{path}: no sample; the file is damaged")
 
 
 def status(run_dir):

@@ -16,7 +16,7 @@ import numpy as np
 
 from mwnet.cli import Parser
 from mwnet.errors import UserError
-from mwnet.runs.run_files import CONFIG, SAMPLES, is_ours, read_json, read_samples, write_atomic
+from mwnet.runs.run_files import CONFIG, SAMPLE_COLUMNS, SAMPLES, is_ours, iter_samples, read_json, write_atomic
 
 
 def parse(argv):
@@ -38,9 +38,21 @@ def _number(text, digits):
     return "-" if text == "" else f"{float(text):.{digits}f}"
 
 
-def report(rows, top, path):
-    """The lines printed: what the file is, the top rows, and how many of them are known to be corrupted."""
-    n = len(rows["rank"])
+def collect(path, top):
+    """The file's first `top` rows as {column: list of text}, and every row's `corrupted` cell: what is printed
+    and drawn, read in little memory whatever the file's length."""
+    head, corrupted, at = [], [], SAMPLE_COLUMNS.index("corrupted")
+    for row in iter_samples(path):
+        if len(head) < top:
+            head.append(row)
+        corrupted.append(row[at])
+    return {name: [r[i] for r in head] for i, name in enumerate(SAMPLE_COLUMNS)}, corrupted
+
+
+def report(rows, every, top, path):
+    """The lines printed: what the file is, the top rows, and how many of them are known to be corrupted
+    (every: each row's corrupted cell)."""
+    n = len(every)
     lines = [
         f"{path}: {n} training samples; the {min(top, n)} most suspect (by the final model's loss, highest first):"
     ]
@@ -56,9 +68,9 @@ def report(rows, top, path):
             f" {_number(rows['probability'][i], 2):>5} {_number(rows['loss'][i], 3):>7}"
             f" {_number(rows['weight'][i], 3):>7} {corrupted:>9}"
         )
-    known = np.asarray([c != "" for c in rows["corrupted"]])
+    known = np.asarray([c != "" for c in every])
     if known.any():
-        corrupted = np.asarray([c == "1" for c in rows["corrupted"]])
+        corrupted = np.asarray([c == "1" for c in every])
         k = int(corrupted.sum())
         shown = min(top, n)
         lines.append(
@@ -122,9 +134,9 @@ def main(argv=None):
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
         path = os.path.join(args.run, SAMPLES) if os.path.isdir(args.run) else args.run
-        rows = read_samples(path)
+        rows, every = collect(path, args.top)
         folder = os.path.dirname(os.path.abspath(path))
-        for line in report(rows, args.top, path):
+        for line in report(rows, every, args.top, path):
             print(line)
         if args.no_sheet:
             return 0
@@ -134,7 +146,7 @@ def main(argv=None):
         out = args.out or os.path.join(os.path.dirname(path), "suspects.png")
         if args.out is None and not is_ours(folder):
             raise UserError(f"{folder} is not a run directory of this project; pass --out for the contact sheet")
-        draw(images(config, rows, min(args.top, len(rows["rank"])), args.data_path), rows, out)
+        draw(images(config, rows, len(rows["rank"]), args.data_path), rows, out)
         print(f"contact sheet: {out}")
         return 0
     except UserError as e:
