@@ -61,9 +61,9 @@ class Folder:
 def differs(record, root):
     """Why a run whose config.json records the folder `record` was not made on the folder `root` as it is now
     (another folder, or other lists or labels), or None; a folder that cannot be read: its one line."""
-    folder = read_folder(root)
-    if (record or {}).get("path") != os.path.abspath(root):
-        return f"another folder ({(record or {}).get('path')} vs {os.path.abspath(root)})"
+    folder, record = read_folder(root), record or {}
+    if record.get("path") != os.path.abspath(root):
+        return f"another folder ({record.get('path')} vs {os.path.abspath(root)})"
     if record.get("lists") != folder.lists_digest():
         return f"{root} as it was: its images, labels or classes have changed since"
     return None

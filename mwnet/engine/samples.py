@@ -5,7 +5,8 @@ Every training image once, in order, unaugmented, in evaluation mode: its loss a
 the class the model predicts and that class's probability, and (MW-Net) the weight the final meta-weight-net
 gives that loss. Beside it the mean weight the image received in the last epoch of training (the last
 len(training loader) iterations: with shuffled passes, its one weight of the last pass; with the WRN script's
-random batches, the mean of its draws in them). Sorted from the most to the least suspect: by that loss, highest first, ties by position.
+random batches, the mean of its draws in them). Sorted from the most to the least suspect: by that loss,
+highest first, ties by position.
 
 Not by the weight: MW-Net's weight is a function of the loss alone, so where the learned function falls with
 the loss (label noise, the paper's figures) the two orders agree but for ties where it saturates, which the

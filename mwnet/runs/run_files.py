@@ -50,7 +50,8 @@ SAMPLES = "samples.csv"  # the suspect labels (engine/samples.py), at a run's en
 # Its columns. index: the sample's index in the dataset's training set (a streamed dataset's: its line in the
 # list); path: a streamed dataset's image, relative to --data_path; weight: the final meta-weight-net's weight of
 # the final model's loss (MW-Net); epoch_weight: the mean weight it received in the last epoch of training (its
-# last len(training loader) iterations; empty if not drawn in them); clean_label and corrupted (1 or 0): where the clean label is known. An empty cell: not known or not defined for the method.
+# last len(training loader) iterations; empty if not drawn in them); clean_label and corrupted (1 or 0): where
+# the clean label is known. An empty cell: not known or not defined for the method.
 SAMPLE_COLUMNS = ("rank", "index", "path", "given_label", "given_class", "predicted_label", "predicted_class")
 SAMPLE_COLUMNS += ("probability", "loss", "weight", "epoch_weight", "clean_label", "corrupted")
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
@@ -269,7 +270,7 @@ def iter_samples(path):
         raise UserError(f"{path} is not a readable CSV ({type(e).__name__}); the file is damaged") from None
     with f:
         reader = csv.reader(f)
-        line, row = 1, None
+        row = None
         try:
             if tuple(next(reader, ())) != SAMPLE_COLUMNS:
                 raise UserError(
