@@ -144,7 +144,8 @@ def test_the_epoch_weight_is_the_mean_over_the_last_epochs_iterations_across_a_r
         got = [float(w[k]) for idx, w in draws[-rows:] for k in range(len(idx)) if int(idx[k]) == i]
         if got:
             want[i] = sum(got) / len(got)
-    assert np.allclose(progress.epoch_weight(), want, rtol=1e-6, equal_nan=True)
+    # both in float64 from the same float32 weights, means of a few: they can differ by rounding alone
+    assert np.allclose(progress.epoch_weight(), want, rtol=1e-15, atol=0, equal_nan=True)
     assert 0 < np.isnan(want).sum() < n  # past a pass's end, either sampling: some drawn twice, some not at all
     old = {k: v for k, v in progress.state_dict().items() if not k.startswith("recent")}
     assert np.isnan(Progress.from_state(old, "cpu", rows, batch).epoch_weight()).all()
