@@ -360,16 +360,20 @@ def check_selectable(args, noisy, k):
 
 def subset_split(args, labels, coarse, k):
     """--train_subset: the noise protocol on the fixed subset (no meta images taken out of it), and the meta set
-    by the protocol's own class-balanced draw from the images outside it; indices into the whole training set."""
+    by the protocol's own class-balanced draw from the images outside it; with --meta_from inside, the protocol's
+    split of the subset itself, meta set included. Indices into the whole training set."""
     train_part, pool = subset.fixed_subset(labels, k, args.train_subset)
     if train_part is None or len(pool) < clean_meta(args):
         raise UserError(
             f"--train_subset {args.train_subset} with --num_meta {args.num_meta} needs more images than {args.dataset}'s training set has per class; pass smaller ones"
         )
     part_coarse = None if coarse is None else coarse[train_part]
-    _, order, noisy = make_noisy_split(
-        labels[train_part], k, 0, args.corruption_type, args.corruption_prob, args.seed, part_coarse
+    inside = clean_meta(args) if args.meta_from == "inside" else 0  # then the original's split, on the subset
+    meta_part, order, noisy = make_noisy_split(
+        labels[train_part], k, inside, args.corruption_type, args.corruption_prob, args.seed, part_coarse
     )
+    if inside:
+        return train_part[meta_part], train_part[order], noisy
     meta_part, _, _ = make_noisy_split(labels[pool], k, clean_meta(args), "unif", 0.0, args.seed)
     return pool[meta_part], train_part[order], noisy
 

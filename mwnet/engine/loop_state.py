@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 import torch
 
 from mwnet.errors import UserError
+from mwnet.runs.separation import auroc
 from mwnet.untrusted import check_state
 
 
@@ -97,6 +98,15 @@ class Progress:
 
     def epoch_weight(self):
         return epoch_weight(self.recent_index, self.recent_weight, len(self.last_weight))
+
+    def separation(self, is_noisy, is_clean):
+        """How well each training sample's latest loss in training (what the meta-weight-net was fed at its last
+        draw) tells the corrupted labels from the clean ones, and how well its latest weight does: the AUROC of
+        the loss and of the negated weight as scores of a corrupted label (0.5: no better than chance; 1: every
+        corrupted label above every clean one). None where no sample of either kind is known and drawn."""
+        noisy, clean = is_noisy.cpu().numpy(), is_clean.cpu().numpy()
+        loss, weight = self.last_loss.cpu().double().numpy(), self.last_weight.cpu().double().numpy()
+        return {"loss_auroc": auroc(loss, noisy, clean), "weight_auroc": auroc(-weight, noisy, clean)}
 
     def state_dict(self):
         state = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -268,6 +268,12 @@ def build_parser(script):
         help="train on a fixed class-balanced subset of this many training images, the same for every seed; the meta set comes from the images outside it (0: the whole training set)",
     )
     n.add_argument(
+        "--meta_from",
+        default="outside",
+        choices=("outside", "inside"),
+        help="with --train_subset: the clean meta set from the images outside the subset, or from inside it, its images then left out of training (the original's split, on the subset)",
+    )
+    n.add_argument(
         "--arch",
         default=preset["arch"],
         choices=ARCHS,
@@ -357,7 +363,12 @@ def build_parser(script):
         "--warmup",
         type=count,
         default=preset["warmup"],
-        help=f"--meta_source selected: {unit} of plain training before the meta set is selected",
+        help=f"--meta_source selected: {unit} of plain training before the meta set is selected (and --clean_warmup's)",
+    )
+    n.add_argument(
+        "--clean_warmup",
+        action="store_true",
+        help="with a clean meta set: --warmup of plain training before the method's first step, as a selected meta set has (the original starts at once)",
     )
     n.add_argument(
         "--meta_sampling",
@@ -623,6 +634,16 @@ def check_args(args):
             raise UserError(
                 "--train_subset takes a subset of CIFAR or Fashion-MNIST with synthetic noise; leave it out with --dataset clothing1m, -ctype human or --imb_factor"
             )
+    if args.meta_from == "inside" and not args.train_subset:
+        raise UserError(
+            "--meta_from inside takes the meta set from inside --train_subset; pass one, or leave the flag out"
+        )
+    if args.clean_warmup and (args.meta_source != "clean" or args.method == "erm"):
+        raise UserError(
+            "--clean_warmup is a warm-up before MW-Net or L2RW with a clean meta set (a selected one has its own); leave it out"
+        )
+    if args.clean_warmup and not args.warmup > 0:
+        raise UserError(f"--warmup must be positive, got {args.warmup}")
     if args.imb_factor is not None and not args.imb_factor >= 1:
         raise UserError(f"--imb_factor (largest class / smallest class) must be at least 1, got {args.imb_factor}")
     if args.nesterov and args.momentum == 0:

@@ -43,7 +43,7 @@ class Plan:
     milestones: list
     images_per_step: float
     real_ahead: float = 0
-    warmup: int = 0  # --meta_source selected: iterations of plain training before the meta set is selected
+    warmup: int = 0  # iterations of plain training first: --meta_source selected (then the selection), --clean_warmup
 
     def lr_at(self, step):
         """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations.
@@ -92,11 +92,12 @@ def make_plan(args, batches_per_epoch, n_train):
         period = 2 if args.dry_run else args.eval_every
     images = args.batch_size / max(n_train, 1)
     plan = Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
-    if args.meta_source == "selected":
+    if args.meta_source == "selected" or args.clean_warmup:
         plan.warmup = 1 if args.dry_run else round(args.warmup * spe) if args.unit == "epoch" else args.warmup
         if not 1 <= plan.warmup < total:
+            what = "the selected meta set" if args.meta_source == "selected" else "--clean_warmup"
             raise UserError(
-                f"--warmup {args.warmup:g} {args.unit}s is {plan.warmup} of the run's {total} iterations; the selected meta set needs a warm-up within the run"
+                f"--warmup {args.warmup:g} {args.unit}s is {plan.warmup} of the run's {total} iterations; {what} needs a warm-up within the run"
             )
     late = plan.late_milestones()
     if late and late == plan.milestones and not args.dry_run:  # a dry run's banner says so instead
@@ -142,9 +143,11 @@ def vnet_curve(vnet, device):
     return [round(v, 6) for v in vnet(grid).squeeze(1).tolist()]
 
 
-def one_step(args, learner, data, x, y, lr, reduce=None):
+def one_step(args, learner, data, x, y, lr, reduce=None, plain=False):
+    """One iteration of the method; plain: a step of plain training (a warm-up's, --meta_source selected or
+    --clean_warmup)."""
     m = learner
-    if args.method == "erm" or data.meta is None:  # plain training, or the warm-up of a selected meta set
+    if args.method == "erm" or data.meta is None or plain:  # plain training, or a warm-up
         return erm_step(m.model, m.optimizer, x, y, reduce=reduce)
     mx, my, _ = data.meta.next_batch()
     if args.method == "l2rw":
@@ -251,9 +254,10 @@ def train(s, signals):
             group["lr"] = real_lr
         x, y, idx = data.train.next_batch()
         with autocast(args.precision, device):
-            out = one_step(args, learner, data, x, y, lr, world.reduce)
+            out = one_step(args, learner, data, x, y, lr, world.reduce, plain=step < plan.warmup)
         out, idx = world.gather_batch(out, idx)  # every process records the whole batch
-        s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=data.meta is not None)
+        meta = data.meta is not None and step >= plan.warmup
+        s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=meta)
         progress.record(step, idx, out["losses"].float(), out["weights"].float())
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
@@ -297,6 +301,7 @@ def evaluated(s, record, test_loss, test_acc):
         progress.best_acc, progress.best_step = test_acc, record["iteration"]
     progress.last_acc = test_acc
     record.update(test_loss=test_loss, test_acc=test_acc, best_acc=progress.best_acc)
+    record.update(progress.separation(s.data.is_noisy, s.data.is_clean))  # can a loss-based weight tell them apart
     record.update(vnet_curve=vnet_curve(learner.vnet, s.data.test.device), elapsed=round(progress.elapsed, 3))
     progress.records.append(record)
     if is_best:

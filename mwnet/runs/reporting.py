@@ -58,7 +58,7 @@ def meta_words(args, data, plan):
     if args.meta_source == "clean" and args.dataset == "folder" and data.meta is not None:
         return f"{len(data.meta_idx)} meta (its meta split)"
     if args.meta_source == "clean":
-        return f"{len(data.meta_idx)} meta"
+        return f"{len(data.meta_idx)} meta" + (f", used from iteration {plan.warmup}" if args.clean_warmup else "")
     return f"{args.num_meta} meta selected from them at iteration {plan.warmup} (their noisy labels)"
 
 

@@ -341,7 +341,13 @@ def read_run(run_dir):
 
 # Flags added since runs were first made, with the value that does what every run did before them: a config
 # without one is read as having it (resume, the runner's and the summary's comparisons).
-ADDED_FLAGS = {"protocol": None, "train_subset": 0, "meta_source": "clean"}
+ADDED_FLAGS = {
+    "protocol": None,
+    "train_subset": 0,
+    "meta_source": "clean",
+    "clean_warmup": False,
+    "meta_from": "outside",
+}
 
 
 def numbers_config(config):
@@ -349,7 +355,7 @@ def numbers_config(config):
     added since the run was made at the value every run had before it; --warmup only where it counts (a
     selected meta set)."""
     c = {**ADDED_FLAGS, **{k: v for k, v in config.items() if k not in FREE_FLAGS and k not in RECORDED}}
-    if c["meta_source"] == "clean":
+    if c["meta_source"] == "clean" and not c["clean_warmup"]:
         c.pop("warmup", None)
     return c
 
@@ -409,6 +415,7 @@ SHORT_NAMES = {
     "normalize_weights": "norm",
     "precision": "prec",
     "augment": "aug",
+    "clean_warmup": "cwarm",
 }
 NAMED_FLAGS = 4  # more flags than this beside the defaults: a digest of them instead
 
