@@ -150,7 +150,8 @@ def plot_run(path, method, seed=1, shift=0.0, flags=()):
     json.dump({**config, "vnet_loss_grid": grid}, open(path / "config.json", "w"))
     with open(path / "metrics.jsonl", "w") as f:
         for i in (1, 2):
-            f.write(json.dumps({"epoch": i, "test_acc": 50.0 + i + shift, "vnet_curve": curve}) + "\n")
+            line = {"epoch": i, "test_acc": 50.0 + i + shift, "vnet_curve": curve, "loss_auroc": 0.9 - 0.1 * i}
+            f.write(json.dumps(line) + "\n")
     rng = np.random.default_rng(seed)
     weight = rng.random(50) if method == "mwnet" else rng.random(50) / 50
     np.savez(path / "weights.npz", weight=weight, is_noisy=rng.random(50) < 0.4)
@@ -163,7 +164,7 @@ def test_plot_writes_every_figure_in_each_format(tmp_path, capsys):
     plot_run(tmp_path / "erm_long" / "seed1", "erm")
     runs = [str(tmp_path / d) for d in ("mwnet/seed1", "mwnet/seed2", "l2rw/seed1", "erm_long/seed1")]
     assert plot.main([*runs, "--out", str(tmp_path / "fig"), "--format", "png,pdf,svg"]) == 0
-    for name in ("weighting_function", "weight_histograms", "test_accuracy"):
+    for name in ("weighting_function", "weight_histograms", "test_accuracy", "loss_separation"):
         assert (tmp_path / "fig" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / "fig" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
         assert b"<svg" in (tmp_path / "fig" / f"{name}.svg").read_bytes()[:500]

@@ -8,6 +8,8 @@ writes, for the runs given:
                               panel per configuration: MW-Net panels share their axes, L2RW's (weights
                               that sum to 1 per batch) have their own
     test_accuracy.<ext>       test accuracy over training
+    loss_separation.<ext>     how well the training losses tell corrupted labels from clean ones (AUROC) over
+                              training, for runs that record it (every run with known noise, since it exists)
 Runs that differ only in the seed form one curve: their mean, with a band from the lowest to the highest
 seed. Labels name the method as the tables do (MW-Net, L2RW, Plain (same schedule), Plain (BaseModel
 schedule)) and add the settings that tell two curves apart, or come from --labels.
@@ -205,6 +207,19 @@ def plot_test_accuracy(series):
     return fig
 
 
+def plot_loss_separation(series):
+    """How well the latest training losses tell the corrupted labels from the clean ones (AUROC) over training:
+    whether a weighting function of the loss could separate them, and when memorisation closes the gap."""
+    series = [s for s in series if all(m.get("loss_auroc") is not None for r in s.runs for m in r.metrics)]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.5))
+    band_plot(ax, series, lambda s: s.mean_band("loss_auroc"), "AUROC of the training loss\n(corrupted vs clean)")
+    ax.axhline(0.5, color="0.6", linewidth=0.8, linestyle=":")  # chance: the loss says nothing
+    ax.set_xlabel("epoch")
+    return fig
+
+
 def plot_weight_histograms(series):
     """A panel per configuration: densities of the last weights of clean and of noisy samples; the counts in the
     panel's title and one legend below the panels, so that no legend covers the bars."""
@@ -248,6 +263,7 @@ FIGURES = {
     "weighting_function": plot_weighting_function,
     "weight_histograms": plot_weight_histograms,
     "test_accuracy": plot_test_accuracy,
+    "loss_separation": plot_loss_separation,
 }
 
 

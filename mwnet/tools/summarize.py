@@ -27,7 +27,7 @@ from mwnet.cli import Parser
 from mwnet.data.cifar_n import HUMAN_LABELS
 from mwnet.errors import UserError
 from mwnet.runs.run_files import config_differences, config_key, read_run, write_text_atomic
-from mwnet.tools import by_config
+from mwnet.tools import ablations, by_config
 from mwnet.tools.by_config import CHANGED, changed_code, fmt_mean, mean_std, why_unfinished
 
 ROWS = [
@@ -410,7 +410,10 @@ def main(argv=None):
     p = Parser(description="Summarise finished runs beside the paper's tables.")
     p.add_argument("--runs", default="runs", help="root of the run directories (default: runs)")
     p.add_argument(
-        "--table", choices=sorted(TABLES), action="append", help="only these tables (default: every table found)"
+        "--table",
+        choices=sorted([*TABLES, ablations.TABLE]),
+        action="append",
+        help="only these tables (default: every table found)",
     )
     p.add_argument(
         "--csv",
@@ -427,10 +430,14 @@ def main(argv=None):
         sys.stderr.write(f"summarize: --csv {args.csv}: its folder does not exist; create it or choose another path\n")
         return 2
     pairs = [(t, d) for t, d in found_tables(args.runs) if not args.table or t in args.table]
+    ablated = os.path.isdir(os.path.join(args.runs, ablations.TABLE)) and (
+        not args.table or ablations.TABLE in args.table
+    )
     # Runs outside the table scripts' folders (made by hand, a sweep of one's own): one table, by configuration.
-    others = [] if args.table else by_config.run_dirs(args.runs, skip=[os.path.join(args.runs, t) for t in TABLES])
+    tables = [os.path.join(args.runs, t) for t in [*TABLES, ablations.TABLE]]
+    others = [] if args.table else by_config.run_dirs(args.runs, skip=tables)
     finished = bool(others) and bool(by_config.group(others)[0])
-    if not pairs and not finished:
+    if not pairs and not finished and not ablated:
         dry = os.path.join(args.runs, "dry")
         hint = "run a table script (scripts/table_*.sh) or a training script first"
         if others:
@@ -442,6 +449,8 @@ def main(argv=None):
         return 2
     for table, dataset in pairs:
         print(markdown(args.runs, table, dataset, args.weights))
+    if ablated:
+        print(ablations.markdown(args.runs))
     if others:
         print(by_config.markdown(args.runs, others, args.weights))
     if args.csv:
