@@ -15,7 +15,7 @@ import torch
 from conftest import FAST, MW, SHORT, assert_one_line_error, metrics, run_main, snapshot, stop_at
 
 from mwnet.runs.reporting import Reporter
-from mwnet.runs.run_files import SAMPLE_COLUMNS
+from mwnet.runs.run_files import SAMPLE_COLUMNS, read_samples
 from mwnet.tools import suspects
 
 
@@ -112,6 +112,55 @@ def test_model_best_holds_the_best_evaluation(capsys, short_run):
     added = {k: after.pop(k) for k in set(after) - set(before)}
     assert after == before and sorted(added) == [f"samples-best-it{best['step']}.csv", "samples-it14.csv"]
     assert added["samples-it14.csv"] == before["samples.csv"]  # the final checkpoint is the run's final model
+
+
+def test_samples_csv_holds_each_samples_history_for_the_samples_drawn(short_run):
+    """A run shorter than a pass without an lr drop: the history's two windows are one, and a sample has one
+    exactly where it was drawn, as its epoch weight (every draw lies in the last len(loader) iterations)."""
+    _, run = short_run
+    rows = read_samples(run)
+    assert rows["mean_loss"] == rows["early_loss"] and rows["mean_margin"] == rows["early_margin"]
+    drawn = [w != "" for w in rows["epoch_weight"]]
+    assert [m != "" for m in rows["mean_loss"]] == drawn == [m != "" for m in rows["mean_margin"]]
+    assert 0 < sum(drawn) < len(drawn)
+
+
+def test_the_history_is_each_samples_mean_loss_and_margin_over_its_draws_and_its_early_ones_across_a_resume():
+    """samples.csv's mean_loss, mean_margin, early_loss, early_margin against a plain list of every draw, with a
+    checkpoint's state taken and restored halfway; a checkpoint made before the history was kept has none."""
+    from mwnet.engine.loop_state import Progress
+
+    n, batch, drop = 23, 5, 9  # the first lr drop at iteration 9
+    g = torch.Generator().manual_seed(1)
+    progress, draws = Progress.new(n, "cpu", 5, batch), []
+    for step in range(20):
+        idx = torch.randperm(n, generator=g)[:batch]
+        losses, margins = torch.rand(batch, generator=g), torch.randn(batch, generator=g)
+        draws.append((step, idx, losses, margins))
+        progress.record(step, idx, losses, torch.ones(batch), margins, early=step < drop)
+        if step == 11:
+            progress = Progress.from_state(progress.state_dict(), "cpu", 5, batch)
+    means = progress.history_means()
+    for name, column, last in (("mean", 2, 20), ("early", 2, drop), ("mean", 3, 20), ("early", 3, drop)):
+        want = np.full(n, np.nan)
+        for i in range(n):
+            got = [float(d[column][k]) for d in draws[:last] for k in range(batch) if int(d[1][k]) == i]
+            want[i] = sum(got) / len(got) if got else np.nan
+        what = "loss" if column == 2 else "margin"
+        # float64 sums of at most 20 values under 4, in another order: they differ by rounding alone
+        assert np.allclose(means[f"{name}_{what}"], want, rtol=1e-14, atol=20 * 4 * 2.3e-16, equal_nan=True)
+    assert np.isnan(means["early_loss"]).sum() > np.isnan(means["mean_loss"]).sum()  # fewer drawn before the drop
+    old = {k: v for k, v in progress.state_dict().items() if k != "history"}
+    assert Progress.from_state(old, "cpu", 5, batch).history_means() is None
+
+
+def test_the_margin_is_the_given_labels_logit_less_the_largest_other():
+    from mwnet.method.meta_step import margins
+
+    logits = torch.tensor([[2.0, 1.0, -1.0], [0.5, 3.0, 3.0], [1.0, 1.0, 0.0]])
+    targets = torch.tensor([0, 1, 2])
+    # by hand: 2 - 1; 3 - 3 (a tie with another class); 0 - 1
+    assert margins(logits, targets).tolist() == [1.0, 0.0, -1.0]
 
 
 @pytest.mark.parametrize("sampling", ["epoch", "random"])
@@ -212,6 +261,9 @@ def test_evaluate_writes_no_samples_outside_a_run_directory(capsys, short_run, t
     assert snapshot(tmp_path) == before
 
 
+ROW = ",".join(["1", "0", "", "0", "a", "0", "a", "1", "0", "1", "1"] + [""] * (len(SAMPLE_COLUMNS) - 11)) + "\n"
+
+
 @pytest.mark.parametrize(
     "content, fragment",
     [
@@ -219,7 +271,7 @@ def test_evaluate_writes_no_samples_outside_a_run_directory(capsys, short_run, t
         ("rank,index\n1,2\n", "is not a samples file of this project"),
         (b"\xff\xfe" * 50, "is not a readable CSV"),
         (",".join(SAMPLE_COLUMNS) + "\n", "no sample; the file is damaged"),
-        (",".join(SAMPLE_COLUMNS) + "\n" + "1,0,,0,a,0,a,1,0,1,1,,\n" * 30 + "2,1\n", "line 32 has another number"),
+        (",".join(SAMPLE_COLUMNS) + "\n" + ROW * 30 + "2,1\n", "line 32 has another number"),
     ],
 )
 def test_suspects_of_a_missing_or_damaged_samples_file_is_one_line(capsys, tmp_path, content, fragment):

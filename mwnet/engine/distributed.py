@@ -91,11 +91,13 @@ class World:
             raise UserError(message if rank == self.rank else f"process {rank} of the run stopped: {message}")
 
     def gather_batch(self, out, idx):
-        """The whole batch's indices, per-sample losses and weights, from every process's slice, in batch order."""
+        """The whole batch's indices, per-sample losses, weights and margins, from every process's slice, in batch
+        order."""
         if self.size == 1:
             return out, idx
-        whole = self._gather_rows(torch.stack([idx.double(), out["losses"].double(), out["weights"].double()]))
-        full = {**out, "losses": whole[1].to(out["losses"].dtype), "weights": whole[2].to(out["weights"].dtype)}
+        per_sample = ("losses", "weights", "margins")
+        whole = self._gather_rows(torch.stack([idx.double(), *(out[k].double() for k in per_sample)]))
+        full = {**out, **{k: whole[i + 1].to(out[k].dtype) for i, k in enumerate(per_sample)}}
         return full, whole[0].long()
 
     def assemble(self, idx, *columns):

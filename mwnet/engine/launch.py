@@ -24,7 +24,7 @@ from mwnet.engine.components import (
     run_seeds,
     set_numerics,
 )
-from mwnet.engine.loop_state import Progress, Tally, epoch_weight, restore
+from mwnet.engine.loop_state import WINDOWS, Progress, Tally, epoch_weight, restore
 from mwnet.engine.options import args_from_stored, given_flags, name_baseline, parse_args
 from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
@@ -262,7 +262,8 @@ def finish(s, outcome, detail):
     if not s.args.dry_run:  # the suspect labels: a pass over the training images (a dry run's would be no result)
         learner, epoch_weight = s.learner, progress.epoch_weight()
         with autocast(s.args.precision, data.test.device):
-            columns = samples.table(data, learner.model, learner.vnet, s.args.method, epoch_weight, s.world)
+            history = progress.history_means()
+            columns = samples.table(data, learner.model, learner.vnet, s.args.method, epoch_weight, s.world, history)
         run_dir.save_samples(columns)
     if s.learner.vnet is not None:
         run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])
@@ -343,6 +344,17 @@ def epoch_weights(path, progress, n):
     return epoch_weight(index, weight, n)
 
 
+def history_means(path, progress, n):
+    """A checkpoint's history of each sample in training (Progress.history_means); None from a checkpoint made
+    before it was kept."""
+    history = progress.get("history")
+    if history is None:
+        return None
+    if not (isinstance(history, torch.Tensor) and tuple(history.shape) == (len(WINDOWS), 3, n)):
+        raise UserError(f"{path}: its training history does not fit the training set; the run directory is damaged")
+    return Progress(torch.zeros(n), torch.zeros(n), history=history.double()).history_means()
+
+
 def write_samples(args, path, state, model, device, step):
     """--evaluate's samples file, beside the model file in its run directory: samples-it<N>.csv of a checkpoint,
     samples-best-it<N>.csv of a best model; never into a folder this project did not make, nor into a run in use."""
@@ -371,8 +383,9 @@ def write_samples(args, path, state, model, device, step):
             f"{name} not written: the data under --data_path {args.data_path} is not the data {folder} was trained on (other images or labels); pass the run's own data, or --accept_other_data"
         )
     weights = None if best else epoch_weights(path, progress, len(data.train_idx))
+    history = None if best else history_means(path, progress, len(data.train_idx))
     with autocast(args.precision, device):
-        columns = samples.table(data, model, vnet, args.method, weights)
+        columns = samples.table(data, model, vnet, args.method, weights, history=history)
     run_dir = RunDir(folder)
     try:
         run_dir.lock()  # a training process holds it: its files are its own

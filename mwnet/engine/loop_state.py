@@ -81,20 +81,42 @@ class Progress:
     # the batch's indices (-1 past a short batch) and weights. None in checkpoints made before it was kept.
     recent_index: torch.Tensor | None = None
     recent_weight: torch.Tensor | None = None
+    # Each sample's history in training, float64 (windows, 3, n): the sums of its losses and of its margins and the
+    # count of its draws, over every draw (window 0) and over those before the first lr drop (window 1). None in
+    # checkpoints made before it was kept.
+    history: torch.Tensor | None = None
 
     @classmethod
     def new(cls, n, device, batches, batch_size):
         progress = cls(torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
         progress.recent_index, progress.recent_weight = recent_draws(batches, batch_size, device)
+        progress.history = torch.zeros((len(WINDOWS), 3, n), dtype=torch.float64, device=device)
         return progress
 
-    def record(self, step, idx, losses, weights):
-        """The weights and losses of iteration `step`'s whole batch."""
+    def record(self, step, idx, losses, weights, margins=None, early=False):
+        """The weights, losses and margins of iteration `step`'s whole batch; early: before the first lr drop."""
         self.last_loss[idx], self.last_weight[idx] = losses, weights
         row = step % len(self.recent_index)
         self.recent_index[row] = -1
         self.recent_index[row, : len(idx)] = idx
         self.recent_weight[row, : len(idx)] = weights
+        if self.history is not None and margins is not None:
+            drawn = torch.stack([losses.double(), margins.double(), torch.ones_like(losses, dtype=torch.float64)])
+            for window in range(len(WINDOWS) if early else 1):  # a batch's indices are distinct: exact sums
+                self.history[window].index_add_(1, idx, drawn)
+
+    def history_means(self):
+        """{column: each sample's mean} of the loss and the margin in each window (NaN: never drawn in it), float64
+        on the CPU; None from a checkpoint made before the history was kept."""
+        if self.history is None:
+            return None
+        sums = self.history.cpu()
+        out = {}
+        for w, window in enumerate(WINDOWS):
+            count = sums[w, 2]
+            for r, what in enumerate(("loss", "margin")):
+                out[f"{window}_{what}"] = torch.where(count > 0, sums[w, r] / count, math.nan).numpy()
+        return out
 
     def epoch_weight(self):
         return epoch_weight(self.recent_index, self.recent_weight, len(self.last_weight))
@@ -111,20 +133,25 @@ class Progress:
     def state_dict(self):
         state = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in TENSORS:
-            state[name] = state[name].cpu()
+            state[name] = None if state[name] is None else state[name].cpu()
         return state
 
     @classmethod
     def from_state(cls, state, device, batches, batch_size):
         progress = cls(**state)
+        n = len(progress.last_loss)
+        if progress.history is not None and tuple(progress.history.shape) != (len(WINDOWS), 3, n):
+            raise ValueError(f"a history of shape {tuple(progress.history.shape)} for {n} samples")
         if progress.recent_index is None:  # its weights before the resume are not known: NaN where not drawn since
             progress.recent_index, progress.recent_weight = recent_draws(batches, batch_size, device)
         for name in TENSORS:
-            setattr(progress, name, getattr(progress, name).to(device))
+            if getattr(progress, name) is not None:  # a history missing from an older checkpoint stays missing
+                setattr(progress, name, getattr(progress, name).to(device))
         return progress
 
 
-TENSORS = ("last_loss", "last_weight", "recent_index", "recent_weight")
+TENSORS = ("last_loss", "last_weight", "recent_index", "recent_weight", "history")
+WINDOWS = ("mean", "early")  # every draw in training; the draws before the first lr drop (samples.csv's names)
 
 
 def recent_draws(batches, batch_size, device):

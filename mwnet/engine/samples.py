@@ -5,8 +5,11 @@ Every training image once, in order, unaugmented, in evaluation mode: its loss a
 the class the model predicts and that class's probability, and (MW-Net) the weight the final meta-weight-net
 gives that loss. Beside it the mean weight the image received in the last epoch of training (the last
 len(training loader) iterations: with shuffled passes, its one weight of the last pass; with the WRN script's
-random batches, the mean of its draws in them). Sorted from the most to the least suspect: by that loss,
-highest first, ties by position.
+random batches, the mean of its draws in them). Then its history in training, at no extra pass: the mean of
+its training losses and of its margins (the logit of the given label minus the largest other; Pleiss et al.,
+2020) over every draw (mean_loss, mean_margin) and over the draws before the first lr drop (early_loss,
+early_margin), before memorisation. Sorted from the most to the least suspect: by the final loss, highest
+first, ties by position.
 
 Not by the weight: MW-Net's weight is a function of the loss alone, so where the learned function falls with
 the loss (label noise, the paper's figures) the two orders agree but for ties where it saturates, which the
@@ -20,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from mwnet.engine.distributed import World
+
+HISTORY_COLUMNS = ("mean_loss", "mean_margin", "early_loss", "early_margin")
 
 
 @torch.no_grad()
@@ -44,10 +49,11 @@ def predictions(model, loader, world=None):
 
 
 @torch.no_grad()
-def table(data, model, vnet, method, epoch_weight=None, world=None):
+def table(data, model, vnet, method, epoch_weight=None, world=None, history=None):
     """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first.
     epoch_weight: each sample's mean weight over the last epoch of training (NaN where not drawn in it), or None
-    (a best model's file). world: the processes of a run, which share the pass out."""
+    (a best model's file). world: the processes of a run, which share the pass out. history: Progress.history_means
+    (each sample's mean loss and margin in training, over every draw and before the first lr drop), or None."""
     loss, predicted, probability = predictions(model, data.training_loader(), world)
     weight = None
     if method == "mwnet" and vnet is not None:
@@ -71,6 +77,7 @@ def table(data, model, vnet, method, epoch_weight=None, world=None):
         "loss": loss[order],
         "weight": None if weight is None else weight[order],
         "epoch_weight": None if kept is None else kept[order],
+        **{name: None if history is None else history[name][order] for name in HISTORY_COLUMNS},
         "clean_label": np.where(clean[order] >= 0, clean[order], -1),
         "corrupted": np.where(clean[order] >= 0, (clean[order] != given[order]).astype(np.int64), -1),
     }

@@ -258,7 +258,8 @@ def train(s, signals):
         out, idx = world.gather_batch(out, idx)  # every process records the whole batch
         meta = data.meta is not None and step >= plan.warmup
         s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=meta)
-        progress.record(step, idx, out["losses"].float(), out["weights"].float())
+        early = plan.real_lr_at(step) == plan.lr  # before the first lr drop
+        progress.record(step, idx, out["losses"].float(), out["weights"].float(), out["margins"], early)
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
         asked = args.print_freq and progress.step % args.print_freq == 0

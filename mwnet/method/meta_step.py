@@ -73,6 +73,15 @@ def loss_coefficients(vnet, losses, normalize=False):
     return c
 
 
+def margins(logits, targets):
+    """Each sample's logit of its given label minus the largest other logit (negative: the model prefers another
+    class), detached, in float32: the history behind samples.csv's margins (Pleiss et al.'s area under the margin)."""
+    logits = logits.detach().float()
+    given = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+    others = logits.scatter(1, targets.unsqueeze(1), float("-inf")).amax(1)
+    return given - others
+
+
 def _losses(model, params, inputs, targets):
     return F.cross_entropy(functional_call(model, params, (inputs,)), targets, reduction="none")
 
@@ -134,7 +143,7 @@ def mwnet_step(
     reduce=None,
 ):
     """One Meta-Weight-Net iteration; model in training mode. Returns detached tensors:
-    losses (per sample), weights (from the updated V), loss (the real step's), meta_loss.
+    losses (per sample), weights (from the updated V), loss (the real step's), meta_loss, margins (per sample).
     detach_vnet_input=False: V fed the loss with its gradient in steps 1-2, as the class-imbalance code.
     reduce: a reduce.Reduce when the batch is split over processes (losses and weights are then this
     process's; the loss, the meta loss and every update are the global ones)."""
@@ -144,7 +153,8 @@ def mwnet_step(
         raise ValueError("detach_vnet_input=False is not split over processes")
     params = dict(model.named_parameters())
     if meta_grad == "jvp":
-        losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also step 3's forward
+        logits = model(inputs)
+        losses = F.cross_entropy(logits, targets, reduction="none")  # also step 3's forward
         if detach_vnet_input:
             weights = sample_weights(vnet, losses)
             virtual_loss = weighted_loss(losses, weights.detach(), normalize, reduce)
@@ -186,11 +196,13 @@ def mwnet_step(
     # step 3 must weigh with the updated Θ, so the cache goes (outside autocast it is empty: no cost).
     torch.clear_autocast_cache()
     if meta_grad == "double_backward":
-        losses = F.cross_entropy(model(inputs), targets, reduction="none")
+        logits = model(inputs)
+        losses = F.cross_entropy(logits, targets, reduction="none")
     with torch.no_grad():
         new_weights = sample_weights(vnet, losses)
     loss = _real_step(optimizer, weighted_loss(losses, new_weights, normalize, reduce), reduce)
-    return {"losses": losses.detach(), "weights": new_weights, "loss": loss, "meta_loss": meta_loss}
+    out = {"losses": losses.detach(), "weights": new_weights, "loss": loss, "meta_loss": meta_loss}
+    return {**out, "margins": margins(logits, targets)}
 
 
 def l2rw_weights_from_grad(grad_eps, reduce=None):
@@ -210,7 +222,8 @@ def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, 
         raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
     params = dict(model.named_parameters())
     if meta_grad == "jvp":
-        losses = F.cross_entropy(model(inputs), targets, reduction="none")  # also the real step's forward
+        logits = model(inputs)
+        losses = F.cross_entropy(logits, targets, reduction="none")  # also the real step's forward
         zeros = [torch.zeros_like(p) for p in params.values()]
         g, meta_loss = _meta_grad_wrt_virtual(model, params, zeros, lr, meta_inputs, meta_targets, reduce)
         grad_eps = -lr * _jvp_losses(model, params, inputs, targets, g)
@@ -225,16 +238,20 @@ def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, 
         meta = _meta_loss(model, virtual, meta_inputs, meta_targets, reduce)
         grad_eps = torch.autograd.grad(meta, eps)[0]
         meta_loss = meta.detach() if reduce is None else reduce.sum(meta.detach())
-        losses = F.cross_entropy(model(inputs), targets, reduction="none")
+        logits = model(inputs)
+        losses = F.cross_entropy(logits, targets, reduction="none")
     weights = l2rw_weights_from_grad(grad_eps.detach(), reduce)
     loss = _real_step(optimizer, (losses * weights).sum(), reduce)  # the weights sum to 1 (or are all 0)
-    return {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": meta_loss}
+    out = {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": meta_loss}
+    return {**out, "margins": margins(logits, targets)}
 
 
 def erm_step(model, optimizer, inputs, targets, reduce=None):
     """Plain training with the same loop: every weight 1, mean loss."""
-    losses = F.cross_entropy(model(inputs), targets, reduction="none")
+    logits = model(inputs)
+    losses = F.cross_entropy(logits, targets, reduction="none")
     weights = torch.ones_like(losses)
     mean = losses.mean() if reduce is None else losses.sum() / reduce.count(len(losses), losses.device)
     loss = _real_step(optimizer, mean, reduce)
-    return {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": torch.zeros_like(loss)}
+    out = {"losses": losses.detach(), "weights": weights, "loss": loss, "meta_loss": torch.zeros_like(loss)}
+    return {**out, "margins": margins(logits, targets)}

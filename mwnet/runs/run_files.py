@@ -53,7 +53,9 @@ SAMPLES = "samples.csv"  # the suspect labels (engine/samples.py), at a run's en
 # last len(training loader) iterations; empty if not drawn in them); clean_label and corrupted (1 or 0): where
 # the clean label is known. An empty cell: not known or not defined for the method.
 SAMPLE_COLUMNS = ("rank", "index", "path", "given_label", "given_class", "predicted_label", "predicted_class")
-SAMPLE_COLUMNS += ("probability", "loss", "weight", "epoch_weight", "clean_label", "corrupted")
+SAMPLE_COLUMNS += ("probability", "loss", "weight", "epoch_weight")
+SAMPLE_COLUMNS_BEFORE = (*SAMPLE_COLUMNS, "clean_label", "corrupted")  # the header before the history was kept
+SAMPLE_COLUMNS += ("mean_loss", "mean_margin", "early_loss", "early_margin", "clean_label", "corrupted")
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
 # Written first into every run directory this project makes: a folder without it is never written into.
 MARKER = ".mwnet-run"
@@ -272,14 +274,16 @@ def iter_samples(path):
         reader = csv.reader(f)
         row = None
         try:
-            if tuple(next(reader, ())) != SAMPLE_COLUMNS:
+            header = tuple(next(reader, ()))
+            if header not in (SAMPLE_COLUMNS, SAMPLE_COLUMNS_BEFORE):
                 raise UserError(
                     f"{path} is not a samples file of this project (its header differs); the file is damaged"
                 )
+            pick = [header.index(c) if c in header else None for c in SAMPLE_COLUMNS]  # an older file: empty cells
             for line, row in enumerate(reader, 2):
-                if len(row) != len(SAMPLE_COLUMNS):
+                if len(row) != len(header):
                     raise UserError(f"{path}: line {line} has another number of fields; the file is damaged")
-                yield row
+                yield row if header == SAMPLE_COLUMNS else ["" if i is None else row[i] for i in pick]
         except (OSError, ValueError, csv.Error) as e:
             raise UserError(f"{path} is not a readable CSV ({type(e).__name__}); the file is damaged") from None
         if row is None:
