@@ -15,6 +15,9 @@ epochs, lr 0.02, no augmentation), on the CPU:
   MW-Net, selected   the same with --meta_source selected: no clean label read, as on a folder without meta/
   plain         one run of plain training (--method erm), the same schedule; samples.csv ranks by final loss,
                 and its best model's file by that model's loss
+  history       for each of the three runs, samples.csv's history of each sample in training: its mean loss and
+                mean margin over every draw, and over the draws before the first lr drop (highest loss, lowest
+                margin first)
   cleanlab      K-fold cross-validation of plain training with the same classifier, schedule and epochs (each fold
                 model 40 epochs over the other K-1 folds); cleanlab.rank.get_label_quality_scores (self-confidence)
                 of the out-of-fold probabilities ranks the labels, and cleanlab.filter.find_label_issues flags a set
@@ -32,6 +35,15 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+HISTORY = (("mean_loss", 1), ("mean_margin", -1), ("early_loss", 1), ("early_margin", -1))  # samples.csv's
+HISTORY_NAMES = {
+    "mean_loss": "mean training loss",
+    "mean_margin": "mean margin (lowest first)",
+    "early_loss": "mean loss before the lr drop",
+    "early_margin": "mean margin before the lr drop",
+}
 
 
 def average_ranks(x):
@@ -186,6 +198,9 @@ def main(argv=None):
         if method == "mwnet":
             recent = np.asarray([float(w) if w else np.nan for w in rows["epoch_weight"]])
             results["mwnet_epoch"] = {"suspicion": -recent, "seconds": seconds}
+        for column, sign in HISTORY:  # the run's own history: a high mean loss, a low mean margin, is suspect
+            values = np.asarray([float(v) if v else np.nan for v in rows[column]])
+            results[f"{method}_{column}"] = {"suspicion": sign * values, "seconds": seconds}
     k, n = int(corrupted.sum()), len(corrupted)
     print(
         f"Fashion-MNIST laptop protocol, {args.setting} noise, seed {args.seed}: {k} of {n} training labels corrupted;"
@@ -203,6 +218,10 @@ def main(argv=None):
         "erm_best": "plain training: best model's loss",
         "cleanlab": f"cleanlab: {args.folds}-fold self-confidence",
     }
+    short = {"mwnet": "MW-Net", "mwnet_selected": "MW-Net, selected", "erm": "plain training"}
+    for method, label in short.items():
+        for column, _ in HISTORY:
+            names[f"{method}_{column}"] = f"{label}: {HISTORY_NAMES[column]}"
     print(f"{'ranking':<42} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
     record = {"setting": args.setting, "seed": args.seed, "corrupted": k, "n": n, "folds": args.folds}
     record.update(torch=torch.__version__, cleanlab_version=cleanlab.__version__, threads=torch.get_num_threads())
@@ -224,7 +243,7 @@ def main(argv=None):
             flagged = f"{'-':>8} {'-':>6} {'-':>6}"
         print(f"{names[key]:<42} {a:>6.3f} {pk:>6.3f} {flagged} {r['seconds']:>7.0f}")
         record[key] = row
-    path = os.path.join(args.out, f"{name}.json")
+    path = os.path.join(args.out, f"{name}_seed{args.seed}.json")
     with open(path, "w") as f:
         json.dump(record, f, indent=2)
     print(f"wrote {path}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import mwnet
-from mwnet.data import cifar_n, subset
+from mwnet.data import cifar_n, exclude, subset
 from mwnet.data.catalog import CLASS_NAMES, IMAGENET_MEAN_STD, MEAN_STD, NUM_CLASSES, STREAMED
 from mwnet.data.clothing1m import read_clothing1m
 from mwnet.data.device_loader import DeviceLoader
@@ -252,6 +252,10 @@ def build_streamed(args, device, seeds):
 
     sets = read_streamed(args)
     (train_paths, noisy), train_clean, k = sets.train, sets.train_clean, len(sets.classes)
+    train_idx = np.arange(len(train_paths), dtype=np.int64)  # samples.csv's index: the position in the list
+    if args.exclude_top:
+        train_idx, noisy, keep = exclude.drop(args, train_idx, noisy)
+        train_paths, train_clean = [train_paths[i] for i in keep], train_clean[keep]
     pool_paths, pool_labels = sets.pool or ([], np.zeros(0, dtype=np.int64))
     if args.dataset == "clothing1m":
         meta_idx, _, _ = make_noisy_split(pool_labels, k, clean_meta(args), "unif", 0.0, args.seed)
@@ -274,7 +278,6 @@ def build_streamed(args, device, seeds):
     is_noisy = torch.as_tensor(known & (train_clean != noisy), device=device)
     is_clean = torch.as_tensor(known & (train_clean == noisy), device=device)
     test = streamed_test(args, device, sets.test, sets.mean_std)
-    train_idx = np.arange(len(train_paths), dtype=np.int64)
     data = Data(train, meta, test, meta_idx, train_idx, train_clean, noisy, is_noisy, k, digest, None, is_clean)
     data.classes, data.folder, data.paths = sets.classes, sets.folder, train_paths
     if args.meta_source == "selected":
@@ -310,6 +313,8 @@ def build_data(args, device, seeds):
         meta_idx, train_idx, noisy = make_noisy_split(
             labels, k, clean_meta(args), args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
         )
+    if args.exclude_top:
+        train_idx, noisy, _ = exclude.drop(args, train_idx, noisy)
     check_sizes(args, len(train_idx), len(meta_idx), k)
     mean, std = MEAN_STD[args.dataset]
     common = dict(device=device, mean=mean, std=std, channels_last=True, augment=args.augment)
@@ -322,7 +327,10 @@ def build_data(args, device, seeds):
         )
     is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
     test = test_arrays(args)
-    digest = fingerprint(images, labels, *test, *([] if human is None else [human]))  # with the flags: the split
+    excluded = [train_idx] if args.exclude_top else []  # what --exclude leaves depends on the file too
+    digest = fingerprint(
+        images, labels, *test, *([] if human is None else [human]), *excluded
+    )  # with the flags: the split
     test_loader = load_test(args, device, test)
     data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
     data.noise_source = source

@@ -268,6 +268,14 @@ def build_parser(script):
         help="train on a fixed class-balanced subset of this many training images, the same for every seed; the meta set comes from the images outside it (0: the whole training set)",
     )
     n.add_argument(
+        "--exclude",
+        default="",
+        help="a run directory or its samples.csv: train without its --exclude_top most suspect training samples (clean and retrain)",
+    )
+    n.add_argument(
+        "--exclude_top", type=int, default=0, help="with --exclude: how many of its most suspect samples to leave out"
+    )
+    n.add_argument(
         "--meta_from",
         default="outside",
         choices=("outside", "inside"),
@@ -634,6 +642,10 @@ def check_args(args):
             raise UserError(
                 "--train_subset takes a subset of CIFAR or Fashion-MNIST with synthetic noise; leave it out with --dataset clothing1m, -ctype human or --imb_factor"
             )
+    if bool(args.exclude) != bool(args.exclude_top) or args.exclude_top < 0:
+        raise UserError(
+            "--exclude RUN_OR_FILE and --exclude_top K (> 0) go together: the run's samples.csv and how many of its most suspect samples to leave out"
+        )
     if args.meta_from == "inside" and not args.train_subset:
         raise UserError(
             "--meta_from inside takes the meta set from inside --train_subset; pass one, or leave the flag out"

@@ -345,13 +345,8 @@ def read_run(run_dir):
 
 # Flags added since runs were first made, with the value that does what every run did before them: a config
 # without one is read as having it (resume, the runner's and the summary's comparisons).
-ADDED_FLAGS = {
-    "protocol": None,
-    "train_subset": 0,
-    "meta_source": "clean",
-    "clean_warmup": False,
-    "meta_from": "outside",
-}
+ADDED_FLAGS = {"protocol": None, "train_subset": 0, "meta_source": "clean", "clean_warmup": False}
+ADDED_FLAGS.update(meta_from="outside", exclude="", exclude_top=0)
 
 
 def numbers_config(config):
@@ -452,7 +447,11 @@ def default_run_name(config, baseline):
         noise += f"-sub{config['train_subset']}"
     if config.get("protocol"):
         noise += f"-{config['protocol']}"
+    if config.get("exclude_top"):  # the file by its path's digest: two files, two names
+        path = os.path.abspath(config["exclude"])
+        noise += f"-excl{config['exclude_top']}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
     said = {"arch", "dataset", "corruption_type", "corruption_prob", "human_labels", "imb_factor", "train_subset"}
+    said |= {"exclude", "exclude_top"}
     said |= {"protocol", "method", "seed", "dry_run"} | (
         {"layers", "widen_factor"} if config["arch"] == "wrn" else set()
     )
