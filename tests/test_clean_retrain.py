@@ -51,7 +51,10 @@ def test_a_retrained_run_leaves_out_exactly_the_top_k_suspects(first_run, tmp_pa
         (["--exclude_top", "5"], "--exclude RUN_OR_FILE and --exclude_top K (> 0) go together"),
         (["--exclude", "RUN"], "--exclude RUN_OR_FILE and --exclude_top K (> 0) go together"),
         (["--exclude", "RUN", "--exclude_top", "101"], "lists 100 samples; pass a smaller --exclude_top"),
-        (["--exclude", "RUN", "--exclude_top", "5", "--seed", "2"], "the file was made from other data or another split"),
+        (
+            ["--exclude", "RUN", "--exclude_top", "5", "--seed", "2"],
+            "the file was made from other data or another split",
+        ),
         (["--exclude", "nowhere", "--exclude_top", "5"], "does not exist"),
     ],
 )

@@ -187,6 +187,48 @@ except RuntimeError:
         assert done.returncode == -signal.SIGTERM and done.stdout == ""
 
 
+def test_the_runs_end_when_their_runner_is_killed_and_the_same_sweep_resumes_them(fashion, tmp_path, capsys):
+    """SIGKILL to the runner while two runs train: each run gets SIGTERM (a parent-death signal), writes a
+    checkpoint and exits, its lock free; the same sweep then resumes both to the uninterrupted runs' numbers."""
+    from mwnet.errors import UserError
+    from mwnet.runs.run_files import RunDir, status
+    from mwnet.tools import runner
+
+    flags = [*small_run(fashion), "--arch", "resnet32", "--epochs", "0.3", "--eval_every", "0.1", "--milestones"]
+    flags += ["--checkpoint_every", "0"]  # 10 iterations, a checkpoint every 3
+    runs = [tmp_path / f"seed{seed}" for seed in (1, 2)]
+    listing = tmp_path / "commands.txt"
+    lines = [
+        [sys.executable, os.path.join(ROOT, MW), *flags, "--seed", str(i + 1), "--out", str(r)]
+        for i, r in enumerate(runs)
+    ]
+    listing.write_text("".join(" ".join(words) + "\n" for words in lines))
+    sweep = [sys.executable, os.path.join(ROOT, "scripts", "runner.py"), str(listing), "--gpus", "cpu,cpu"]
+    proc = subprocess.Popen(sweep, cwd=ROOT, env=CPU_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not all((r / "checkpoint.pt").exists() for r in runs) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    for run in runs:  # each run ends by itself, soon: its lock comes free, a checkpoint stays, no results
+        folder = RunDir(str(run))
+        while True:
+            try:
+                folder.lock()
+                break
+            except UserError:  # held: the run is still writing its checkpoint
+                assert time.time() < deadline, f"{run} still runs"
+                time.sleep(0.05)
+        folder.release()
+        assert status(str(run)) == "stopped", run
+    assert runner.main([str(listing), "--gpus", "cpu,cpu"]) == 0
+    assert "2 runs: 2 finished" in capsys.readouterr().out
+    for i, run in enumerate(runs):
+        whole = tmp_path / f"whole{i + 1}"
+        assert run_main(capsys, MW, *flags, "--seed", str(i + 1), "--out", str(whole)).returncode == 0
+        assert metrics(run) == metrics(whole) and len(metrics(run)) == 4  # 3, 6, 9, 10
+
+
 def test_the_runner_gives_one_run_several_slots(fashion, tmp_path, capsys):
     from mwnet.tools import runner
 

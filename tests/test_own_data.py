@@ -139,14 +139,14 @@ def test_the_suspects_command_prints_the_top_and_draws_them(capsys, own, tmp_pat
 def test_integer_labels_are_class_indices_and_names_sort_as_torchvision_sorts(tmp_path):
     root = tmp_path / "ints"
     os.makedirs(root / "img")
-    for i in range(4):
+    for i in range(5):
         picture(np.random.default_rng(i), i % 3, 0).save(root / "img" / f"{i}.png")
     (root / "train.csv").write_text("img/0.png,0\nimg/1.png,1\nimg/2.png,2\nimg/3.png,2\n")
-    (root / "test.csv").write_text("img/0.png,0\n")
+    (root / "test.csv").write_text("img/4.png,0\n")  # a test image of its own: one in two splits is refused
     f = read_folder(str(root))
     assert f.classes == ["0", "1", "2"] and f.sets["train"][1].tolist() == [0, 1, 2, 2] and f.layout == "csv"
     (root / "train.csv").write_text("img/0.png,b10\nimg/1.png,b9\nimg/2.png,a\n")
-    (root / "test.csv").write_text("img/0.png,a\n")
+    (root / "test.csv").write_text("img/4.png,a\n")
     assert read_folder(str(root)).classes == ["a", "b10", "b9"]  # sorted as strings, as ImageFolder sorts
 
 
@@ -220,6 +220,36 @@ def spoil(root, kind):
     if kind == "not text":
         open(os.path.join(root, "test.csv"), "wb").write(bytes(range(256)) * 4)
         return "test.csv is not a text file"
+    if kind == "listed twice":  # a header, then images; line 6 names line 3's image again, with another label
+        edit("train.csv", lambda lines: lines[:5] + [lines[2].split(",")[0] + ",frog,"] + lines[5:])
+        return "train.csv, line 6: images/train/0001.png is listed again (line 3)"
+    if kind == "in train and test":
+        edit("test.csv", lambda lines: lines + [open(os.path.join(root, "train.csv")).read().splitlines()[1]])
+        return "test.csv, line 11: images/train/0000.png is listed also in " + os.path.join(root, "train.csv (line 2)")
+    if kind == "a number among names":
+        edit("train.csv", lambda lines: lines[:2] + [lines[2].split(",")[0] + ",2,"] + lines[3:])
+        return "train.csv, line 3: label '2' is not a class name, where the others are class names"
+    if kind == "a fraction among indices":
+        index = {"cat": "0", "dog": "1", "frog": "2"}
+
+        def to_indices(lines):
+            rows = [line.split(",") for line in lines]
+            rows = [rows[0]] + [[r[0], index[r[1]], index.get(r[2], "")] for r in rows[1:]]
+            rows[4][1] = "1.5"
+            return [",".join(r) for r in rows]
+
+        edit("train.csv", to_indices)
+        return (
+            "train.csv, line 5: label '1.5' is not a class index (a whole number), where the others are class indices"
+        )
+    if kind == "a link that loops":
+        os.symlink("..", os.path.join(root, "train", "cat", "loop"))
+        return (
+            os.path.join(root, "train", "cat", "loop", "cat") + " is " + os.path.join(root, "train", "cat") + " again"
+        )
+    if kind == "two ways to one folder":
+        os.symlink(os.path.join("..", "cat"), os.path.join(root, "train", "dog", "alias"))
+        return os.path.join(root, "train", "dog", "alias") + " is " + os.path.join(root, "train", "cat") + " again"
     if kind == "not an image":
         path = os.path.join(root, "train", "dog", sorted(os.listdir(os.path.join(root, "train", "dog")))[1])
         open(path, "wb").write(b"not a png at all")
@@ -228,9 +258,10 @@ def spoil(root, kind):
 
 
 FOLDER_FAULTS = ["no test folder", "neither layout", "both layouts", "empty class", "class only in test"]
-FOLDER_FAULTS += ["one class", "not an image"]
+FOLDER_FAULTS += ["one class", "not an image", "a link that loops", "two ways to one folder"]
 CSV_FAULTS = ["no test list", "unknown class", "missing image", "path out of the folder", "absolute path"]
-CSV_FAULTS += ["bad line", "not text"]
+CSV_FAULTS += ["bad line", "not text", "listed twice", "in train and test", "a number among names"]
+CSV_FAULTS += ["a fraction among indices"]
 
 
 @pytest.mark.parametrize("kind", FOLDER_FAULTS + CSV_FAULTS)

@@ -109,16 +109,28 @@ def _class_folders(folder):
         raise UserError(f"cannot read {folder} ({e.strerror or e}); check the folder") from None
 
 
-def _images_under(root, folder):
+def _images_under(root, folder, seen):
     """The image files below `folder`, relative to root, in torchvision's ImageFolder order (its folders as
-    sorted(os.walk(...)) gives them, each one's files sorted); hidden folders and files left out."""
-    found, top = [], os.path.join(root, folder)
-    for here, _, files in sorted(os.walk(top, followlinks=True)):
+    sorted(os.walk(...)) gives them, each one's files sorted); hidden folders and files left out. Links to
+    folders are followed, as ImageFolder does, but a folder reached a second time (a link that loops back, or two
+    ways to one folder: the same images twice, perhaps under two labels) is refused. seen: {real path: path}."""
+    visited, top = [], os.path.join(root, folder)
+    for here, dirs, files in os.walk(top, followlinks=True):  # checked as it goes: a loop is never gone round
+        dirs.sort()
         below = os.path.relpath(here, top)
         if below != "." and any(part.startswith(".") for part in below.split(os.sep)):
+            dirs[:] = []
             continue
-        found += [os.path.relpath(os.path.join(here, f), root) for f in sorted(files) if _is_image(f)]
-    return found
+        real = os.path.realpath(here)
+        if real in seen:
+            raise UserError(
+                f"{here} is {seen[real]} again, through a link (a loop, or two ways to one folder); remove the link, or copy the images that belong to both classes"
+            )
+        seen[real] = here
+        visited.append((here, files))
+    return [
+        os.path.relpath(os.path.join(h, f), root) for h, files in sorted(visited) for f in sorted(files) if _is_image(f)
+    ]
 
 
 def _read_imagefolder(root):
@@ -142,9 +154,9 @@ def _read_imagefolder(root):
             )
         if not names:
             raise UserError(f"{folder} holds no class folder; put each class's images in {split}/<class name>/")
-        paths, labels = [], []
+        paths, labels, seen = [], [], {}
         for c in names:
-            found = _images_under(root, os.path.join(split, c))
+            found = _images_under(root, os.path.join(split, c), seen)
             if not found:
                 raise UserError(
                     f"{os.path.join(folder, c)} holds no image ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
@@ -162,7 +174,7 @@ def _few(names, n=5):
 def _rows(path):
     """(line number, [path, label, clean label or ""]) of a CSV list; a header line is skipped."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a spreadsheet's byte-order mark, if any, dropped
             lines = list(csv.reader(f))
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file; it must hold lines of path,label") from None
@@ -198,7 +210,8 @@ def _read_csv(root):
         raise UserError(f"{root} has train.csv but no test.csv; add a list of test images (path,label)")
     rows = {split: _rows(f) if os.path.isfile(f) else None for split, f in files.items()}
     given = [r[1][1] for r in rows["train"]]
-    if all(label.isdigit() for label in given):  # class indices
+    _check_label_kinds(rows["train"], files["train"])
+    if all(_is_index(label) for label in given):  # class indices
         largest = max(int(label) for label in given)
         classes = [str(i) for i in range(largest + 1)]
         present = {int(label) for label in given}
@@ -210,6 +223,7 @@ def _read_csv(root):
     else:
         classes = sorted(set(given))
     index = {name: i for i, name in enumerate(classes)}
+    _check_listed_once([(files[s], [(n, f[0]) for n, f in r]) for s, r in rows.items() if r is not None])
     sets, train_clean = {}, None
     for split, listed in rows.items():
         if listed is None:
@@ -232,6 +246,40 @@ def _read_csv(root):
         if split == "train":
             train_clean = np.asarray(clean, dtype=np.int64)
     return classes, sets, train_clean
+
+
+def _is_index(label):
+    return label.isascii() and label.isdigit()
+
+
+def _check_label_kinds(listed, list_path):
+    """Labels are all class indices (whole numbers) or all class names: one of another kind among them (1.5
+    among 0, 1, 2; 3 among cat, dog) would make every label a name, or a number a class of its own."""
+    indices = [_is_index(label) for _, (_, label, _) in listed]
+    if any(indices) and not all(indices):
+        most_are_indices = indices.count(True) > len(indices) // 2  # the first of the other kind is the odd one
+        number, (_, label, _) = next(r for r, i in zip(listed, indices, strict=True) if i != most_are_indices)
+        kind = "a class index (a whole number)" if most_are_indices else "a class name"
+        others = "class indices (whole numbers)" if most_are_indices else "class names"
+        raise UserError(
+            f"{list_path}, line {number}: label {label!r} is not {kind}, where the others are {others}; give every label the same way"
+        )
+
+
+def _check_listed_once(listed_at):
+    """Each image in one split once: [(list file, [(line, path)])] per split; the same path twice (after
+    normalising) is refused, and an image in two splits (a test image trained on) above all."""
+    first = {}
+    for list_path, lines in listed_at:
+        for number, path in lines:
+            key = os.path.normpath(path)
+            if key in first:
+                there, at = first[key]
+                where = "again" if there == list_path else f"also in {there}"
+                raise UserError(
+                    f"{list_path}, line {number}: {path[:80]} is listed {where} (line {at}); list each image once, in one split"
+                )
+            first[key] = (list_path, number)
 
 
 def _check_exist(root, paths, numbers, list_path):

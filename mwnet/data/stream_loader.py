@@ -20,6 +20,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from mwnet.data.files import path_bytes
 from mwnet.errors import UserError
 
 
@@ -33,7 +34,7 @@ class ImageFiles(Dataset):
 
     def __init__(self, root, paths, labels, size=224, train=True):
         self.root = root
-        self.paths = np.asarray(paths, dtype=np.bytes_)  # one array, shared by forked workers without copies
+        self.paths = path_bytes(paths)  # one array, shared by forked workers without copies
         self.labels = np.asarray(labels, dtype=np.int64)
         self.size, self.train = size, train
         self.resize = round(size * 256 / 224)  # 256 for the usual 224 crops
@@ -43,7 +44,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, key):
         index, draw = key
-        path = os.path.join(self.root, self.paths[index].decode())
+        path = os.path.join(self.root, os.fsdecode(self.paths[index]))
         label = int(self.labels[index])
         try:
             with Image.open(path) as f:

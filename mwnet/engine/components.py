@@ -19,7 +19,7 @@ from mwnet.data import cifar_n, exclude, subset
 from mwnet.data.catalog import CLASS_NAMES, IMAGENET_MEAN_STD, MEAN_STD, NUM_CLASSES, STREAMED
 from mwnet.data.clothing1m import read_clothing1m
 from mwnet.data.device_loader import DeviceLoader
-from mwnet.data.files import default_root, load_arrays
+from mwnet.data.files import default_root, load_arrays, path_bytes
 from mwnet.data.noise import make_noisy_split
 from mwnet.engine.options import PRECISIONS
 from mwnet.errors import UserError
@@ -271,8 +271,8 @@ def build_streamed(args, device, seeds):
         meta_files = [pool_paths[i] for i in meta_idx]
         files = ImageFiles(args.data_path, meta_files, pool_labels[meta_idx], args.image_size, args.augment)
         meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
-    listed = [np.asarray(p, dtype=np.bytes_) for p in (train_paths, pool_paths, sets.test[0])]
-    named = [np.asarray(sets.classes, dtype=np.bytes_), np.asarray(sets.mean_std, dtype=np.float64)]
+    listed = [path_bytes(p) for p in (train_paths, pool_paths, sets.test[0])]
+    named = [path_bytes(sets.classes), np.asarray(sets.mean_std, dtype=np.float64)]
     digest = fingerprint(*listed, noisy, pool_labels, sets.test[1], train_clean, *(named if sets.folder else []))
     known = train_clean >= 0
     is_noisy = torch.as_tensor(known & (train_clean != noisy), device=device)

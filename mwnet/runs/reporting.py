@@ -139,7 +139,8 @@ class Reporter:
 
     def __init__(self, log_path, terminal=None):
         """log_path None: a process of a torchrun run other than 0, which shows nothing and writes nothing."""
-        self.log = None if log_path is None else open(log_path, "a", buffering=1)
+        # a line may name a file whose name is not UTF-8: its bytes escaped, never an error
+        self.log = None if log_path is None else open(log_path, "a", buffering=1, errors="backslashreplace")
         self.terminal = (sys.stderr.isatty() if terminal is None else terminal) and self.log is not None
         self.bar = None
         self.closed = []  # the streams found closed

@@ -263,7 +263,7 @@ def iter_samples(path):
     if os.path.isdir(path):
         path = os.path.join(path, SAMPLES)
     try:
-        f = open(path, encoding="utf-8", newline="")
+        f = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # paths: any bytes a name holds
     except FileNotFoundError:
         raise UserError(
             f"{path} does not exist; a run writes it when it finishes (--evaluate RUN writes one for its checkpoint)"
@@ -275,6 +275,8 @@ def iter_samples(path):
         row = None
         try:
             header = tuple(next(reader, ()))
+            if any(0xDC80 <= ord(ch) <= 0xDCFF for name in header for ch in name):  # bytes that are not UTF-8
+                raise UserError(f"{path} is not a readable CSV (not UTF-8); the file is damaged")
             if header not in (SAMPLE_COLUMNS, SAMPLE_COLUMNS_BEFORE):
                 raise UserError(
                     f"{path} is not a samples file of this project (its header differs); the file is damaged"
@@ -615,7 +617,7 @@ class RunDir:
         cols = [columns[c] if columns[c] is not None else [""] * n for c in SAMPLE_COLUMNS]
 
         def write(tmp):
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
+            with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # a name's own bytes
                 writer = csv.writer(f)
                 writer.writerow(SAMPLE_COLUMNS)
                 writer.writerows([_cell(v) for v in row] for row in zip(*cols, strict=True))

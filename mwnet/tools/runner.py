@@ -147,6 +147,27 @@ def with_torchrun(words, processes, nodes=1, endpoint=None):
     return [words[0], "-m", "torch.distributed.run", *where, "--nproc_per_node", str(processes), *words[at:]]
 
 
+def _ending_with(parent):
+    """preexec_fn of a run: on Linux, SIGTERM to the run when the runner ends, however it ends (SIGKILL by an
+    out-of-memory killer or a scheduler's hard stop included), so that no run trains on unwatched and holds its
+    lock against the next runner: the run writes a checkpoint at its iteration and exits, and the same sweep
+    resumes it. (The runner's own SIGTERM or Ctrl-C stops its runs the same way, in order.) The C function is
+    looked up here, before the fork; in the child it is one system call. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+
+    def setup():
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the runner ended between the fork and the call: no signal would come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
+
+
 def launch(task, slot, cpu_slots=1):
     """Start a run on its slot: "cpu", a GPU id, or several ids (one run on several GPUs, through torchrun).
     A run on a CPU slot gets its share of the cores as threads (unless OMP_NUM_THREADS says otherwise), so that
@@ -166,6 +187,7 @@ def launch(task, slot, cpu_slots=1):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_ending_with(os.getpid()),
     )
     threading.Thread(target=_collect, args=(proc, task.tail), daemon=True).start()
     print(f"[{slot}] {task.action:<6} {task.run_dir}", flush=True)

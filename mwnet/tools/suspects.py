@@ -49,6 +49,13 @@ def collect(path, top):
     return {name: [r[i] for r in head] for i, name in enumerate(SAMPLE_COLUMNS)}, corrupted
 
 
+def shown(text):
+    """A file or class name as a terminal line can hold it: bytes that are not UTF-8 and control characters (a
+    newline in a name) escaped, everything else as it is."""
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def report(rows, every, top, path):
     """The lines printed: what the file is, the top rows, and how many of them are known to be corrupted
     (every: each row's corrupted cell)."""
@@ -61,10 +68,11 @@ def report(rows, every, top, path):
     lines.append(head)
     for i in range(min(top, n)):
         corrupted = {"1": "yes", "0": "no", "": "?"}[rows["corrupted"][i]]
-        name = rows[where][i]
+        name = shown(rows[where][i])
         name = name if len(name) <= 28 else "..." + name[-25:]
+        given, predicted = shown(rows["given_class"][i])[:16], shown(rows["predicted_class"][i])[:16]
         lines.append(
-            f"{rows['rank'][i]:>6}  {name:<28} {rows['given_class'][i][:16]:<16} {rows['predicted_class'][i][:16]:<16}"
+            f"{rows['rank'][i]:>6}  {name:<28} {given:<16} {predicted:<16}"
             f" {_number(rows['probability'][i], 2):>5} {_number(rows['loss'][i], 3):>7}"
             f" {_number(rows['weight'][i], 3):>7} {corrupted:>9}"
         )
@@ -72,9 +80,9 @@ def report(rows, every, top, path):
     if known.any():
         corrupted = np.asarray([c == "1" for c in every])
         k = int(corrupted.sum())
-        shown = min(top, n)
+        listed = min(top, n)
         lines.append(
-            f"corrupted: {int(corrupted[:shown].sum())} of these {shown}; {k} in all (clean label known for {int(known.sum())}),"
+            f"corrupted: {int(corrupted[:listed].sum())} of these {listed}; {k} in all (clean label known for {int(known.sum())}),"
             f" {int(corrupted[:k].sum())} of them among the {k} most suspect"
         )
     return lines
@@ -120,7 +128,7 @@ def draw(pictures, rows, out):
     colours = {"1": "tab:red", "0": "tab:green", "": "black"}
     for i, (ax, picture) in enumerate(zip(axes.flat, pictures, strict=False)):
         ax.imshow(picture, interpolation="nearest")
-        title = f"#{rows['rank'][i]} given {rows['given_class'][i][:14]}\npredicted {rows['predicted_class'][i][:14]}"
+        title = f"#{rows['rank'][i]} given {shown(rows['given_class'][i])[:14]}\npredicted {shown(rows['predicted_class'][i])[:14]}"
         ax.set_title(f"{title} {_number(rows['probability'][i], 2)}", fontsize=6.5, color=colours[rows["corrupted"][i]])
     known = any(c != "" for c in rows["corrupted"][: len(pictures)])
     note = "; red: label known corrupted, green: known clean" if known else ""
