@@ -29,7 +29,7 @@ def whole(cifar10_dir, tmp_path_factory):
     return root, out
 
 
-def same_training(a, b, reported=("weight_clean", "weight_noisy")):
+def same_training(a, b, reported=("weight_clean", "weight_noisy", "loss_auroc", "weight_auroc")):
     """The same run but for what is computed from the clean labels for the record (`reported`, the purity)."""
     assert metrics(a, drop=("elapsed", *reported)) == metrics(b, drop=("elapsed", *reported))
     for key in ("loss", "weight"):

@@ -25,6 +25,8 @@ METRIC_KEYS = {
     "best_acc",
     "weight_clean",
     "weight_noisy",
+    "loss_auroc",
+    "weight_auroc",
     "vnet_curve",
     "elapsed",
 }
