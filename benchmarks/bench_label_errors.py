@@ -11,7 +11,8 @@ epochs, lr 0.02, no augmentation), on the CPU:
                 loss (the file's order); by the mean weight each sample received over the last epoch of training
                 (here its weight in the last shuffled pass); and by the loss
                 of its best model (the file --evaluate writes of model_best.pt, chosen by test accuracy as the
-                original's "best": it reads the test labels)
+                original's "best": it reads the test labels), and of the model chosen by the meta set's
+                accuracy (model_meta_best.pt: no test label read)
   MW-Net, selected   the same with --meta_source selected: no clean label read, as on a folder without meta/
   plain         one run of plain training (--method erm), the same schedule; samples.csv ranks by final loss,
                 and its best model's file by that model's loss
@@ -97,14 +98,16 @@ def run_script(argv):
 
     out = argv[argv.index("--out") + 1]
     timed = []
-    for words in (argv, ["--evaluate", os.path.join(out, "model_best.pt"), "--device", "cpu"]):
+    models = ["model_best.pt"] + (["model_meta_best.pt"] if "erm" not in argv else [])  # plain: no meta set
+    for words in [argv] + [["--evaluate", os.path.join(out, m), "--device", "cpu"] for m in models]:
         start = time.perf_counter()
         code = main("MW-Net.py", words)
         timed.append(time.perf_counter() - start)
         if code != 0:
             raise SystemExit(f"MW-Net.py {' '.join(words)} ended with {code}")
-    best = [f for f in os.listdir(out) if f.startswith("samples-best-it")]
-    return (read_samples(out), timed[0]), (read_samples(os.path.join(out, best[0])), timed[1])
+    files = [[f for f in os.listdir(out) if f.startswith(f"samples-{kind}-it")] for kind in ("best", "metabest")]
+    chosen = [(read_samples(os.path.join(out, f[0])), t) for f, t in zip(files, timed[1:], strict=False)]
+    return (read_samples(out), timed[0]), *chosen
 
 
 def by_position(rows, train_idx):
@@ -185,8 +188,15 @@ def main(argv=None):
     results["cleanlab"] = {"suspicion": -quality, "flagged": flagged, "seconds": trained + found}
     for method in ("mwnet", "mwnet_selected", "erm"):
         argv, _ = training_args(args.setting, args.seed, method, os.path.join(args.out, name, method), args.epochs)
-        (rows, seconds), (best, more) = run_script(argv)
+        (rows, seconds), (best, more), *by_meta = run_script(argv)
         rows, best = by_position(rows, train_idx), by_position(best, train_idx)
+        if by_meta:  # the model chosen by the meta set's accuracy: no test label read
+            ((chosen, extra),) = by_meta
+            chosen = by_position(chosen, train_idx)
+            results[method + "_metabest"] = {
+                "suspicion": -chosen["rank"].astype(np.float64),
+                "seconds": seconds + extra,
+            }
         # the selected meta set's images stay in the training set; the clean meta set's are outside it
         if not np.array_equal(rows["corrupted"].astype(np.int64), corrupted.astype(np.int64)):
             raise SystemExit("the runs' corrupted labels differ from the cross-validation's: not the same split")
@@ -211,9 +221,11 @@ def main(argv=None):
         "mwnet": "MW-Net: final loss (samples.csv order)",
         "mwnet_epoch": "MW-Net: mean weight, last epoch",
         "mwnet_best": "MW-Net: best model's loss (test-chosen)",
+        "mwnet_metabest": "MW-Net: meta-chosen model's loss",
         "mwnet_selected_weight": "MW-Net, selected meta set: final weight",
         "mwnet_selected": "MW-Net, selected: final loss",
         "mwnet_selected_best": "MW-Net, selected: best model's loss",
+        "mwnet_selected_metabest": "MW-Net, selected: meta-chosen model's loss",
         "erm": "plain training: final loss",
         "erm_best": "plain training: best model's loss",
         "cleanlab": f"cleanlab: {args.folds}-fold self-confidence",
@@ -222,7 +234,7 @@ def main(argv=None):
     for method, label in short.items():
         for column, _ in HISTORY:
             names[f"{method}_{column}"] = f"{label}: {HISTORY_NAMES[column]}"
-    print(f"{'ranking':<42} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
+    print(f"{'ranking':<50} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
     record = {"setting": args.setting, "seed": args.seed, "corrupted": k, "n": n, "folds": args.folds}
     record.update(torch=torch.__version__, cleanlab_version=cleanlab.__version__, threads=torch.get_num_threads())
     for key in names:
@@ -241,7 +253,7 @@ def main(argv=None):
             flagged = f"{row['flagged']:>8} {row['precision']:>6.3f} {row['recall']:>6.3f}"
         else:
             flagged = f"{'-':>8} {'-':>6} {'-':>6}"
-        print(f"{names[key]:<42} {a:>6.3f} {pk:>6.3f} {flagged} {r['seconds']:>7.0f}")
+        print(f"{names[key]:<50} {a:>6.3f} {pk:>6.3f} {flagged} {r['seconds']:>7.0f}")
         record[key] = row
     path = os.path.join(args.out, f"{name}_seed{args.seed}.json")
     with open(path, "w") as f:

@@ -114,6 +114,27 @@ def test_model_best_holds_the_best_evaluation(capsys, short_run):
     assert added["samples-it14.csv"] == before["samples.csv"]  # the final checkpoint is the run's final model
 
 
+def test_the_meta_chosen_model_is_the_first_of_the_highest_meta_accuracy_and_evaluates_to_its_samples_file(
+    capsys, short_run
+):
+    """model_meta_best.pt: chosen by the meta set's accuracy (no test label), the first evaluation of the highest;
+    --evaluate of it writes samples-metabest-it<N>.csv, the model's own ranking."""
+    _, run = short_run
+    lines = metrics(run)
+    accs = [m["meta_acc"] for m in lines]
+    assert all(0 <= a <= 100 for a in accs)
+    first_best = lines[accs.index(max(accs))]
+    chosen = torch.load(run / "model_meta_best.pt", weights_only=True)
+    assert (chosen["step"], chosen["meta_acc"], chosen["test_acc"]) == (
+        first_best["iteration"],
+        first_best["meta_acc"],
+        first_best["test_acc"],
+    )
+    assert run_main(capsys, MW, "--evaluate", str(run / "model_meta_best.pt")).returncode == 0
+    rows = read_samples(run / f"samples-metabest-it{chosen['step']}.csv")
+    assert len(rows["rank"]) == len(read_samples(run)["rank"]) and all(m == "" for m in rows["mean_loss"])
+
+
 def test_samples_csv_holds_each_samples_history_for_the_samples_drawn(short_run):
     """A run shorter than a pass without an lr drop: the history's two windows are one, and a sample has one
     exactly where it was drawn, as its epoch weight (every draw lies in the last len(loader) iterations)."""

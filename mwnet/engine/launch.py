@@ -38,6 +38,7 @@ from mwnet.runs.run_files import (
     FREE_FLAGS,
     LOG,
     MARKER,
+    META_BEST,
     TENSORBOARD,
     ReadOnlyRunDir,
     RunDir,
@@ -357,10 +358,11 @@ def history_means(path, progress, n):
 
 def write_samples(args, path, state, model, device, step):
     """--evaluate's samples file, beside the model file in its run directory: samples-it<N>.csv of a checkpoint,
-    samples-best-it<N>.csv of a best model; never into a folder this project did not make, nor into a run in use."""
+    samples-best-it<N>.csv of model_best.pt, samples-metabest-it<N>.csv of model_meta_best.pt; never into a folder this project did not make, nor into a run in use."""
     folder = os.path.dirname(os.path.abspath(path))
-    best = os.path.basename(path) == BEST
-    name = f"samples-{'best-' if best else ''}it{step}.csv"
+    kind = {BEST: "best-", META_BEST: "metabest-"}.get(os.path.basename(path), "")
+    best = bool(kind)  # a best model's file: no training progress beside it
+    name = f"samples-{kind}it{step}.csv"
     if not (os.path.exists(os.path.join(folder, MARKER)) and is_ours(folder)):
         say(f"note: {name} not written: {folder} is not a run directory of this project")
         return

@@ -85,6 +85,8 @@ class Progress:
     # count of its draws, over every draw (window 0) and over those before the first lr drop (window 1). None in
     # checkpoints made before it was kept.
     history: torch.Tensor | None = None
+    best_meta_acc: float | None = None  # the highest accuracy on the meta set at an evaluation, and where
+    best_meta_step: int | None = None
 
     @classmethod
     def new(cls, n, device, batches, batch_size):

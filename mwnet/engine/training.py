@@ -23,9 +23,7 @@ from mwnet.engine.loop_state import Progress, Tally, checkpoint_state
 from mwnet.errors import UserError
 from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step
 from mwnet.runs.reporting import Reporter, TensorBoard, evaluation_line, training_line
-from mwnet.runs.run_files import (
-    RunDir,
-)
+from mwnet.runs.run_files import META_BEST, RunDir
 
 LOSS_GRID = [i / 10 for i in range(101)]  # losses at which the meta-weight-net's curve is recorded
 MAX_ITERATIONS = 10**9  # a longer run is a typo (--epochs 1e308), not a plan: refused before anything is written
@@ -273,11 +271,14 @@ def train(s, signals):
         world.share_buffers(learner.model)
         with autocast(args.precision, device):
             test_loss, test_acc = evaluate(learner.model, data.test, world)
+            # the meta set's accuracy: a model chosen without a test label (model_meta_best.pt)
+            meta_acc = None if data.meta is None else evaluate(learner.model, data.meta, world)[1]
         summary, finite = s.tally.read()
         progress.elapsed += time.perf_counter() - mark
         if not (finite and math.isfinite(test_loss)):
             return "diverged", (window, step + 1)
         record = {"iteration": step + 1, "epoch": round(plan.epoch(step), 6), "lr": real_lr, **summary}
+        record["meta_acc"] = meta_acc
         evaluated(s, record, test_loss, test_acc)
         window, mark = step + 1, time.perf_counter()
     else:
@@ -305,15 +306,14 @@ def evaluated(s, record, test_loss, test_acc):
     record.update(progress.separation(s.data.is_noisy, s.data.is_clean))  # can a loss-based weight tell them apart
     record.update(vnet_curve=vnet_curve(learner.vnet, s.data.test.device), elapsed=round(progress.elapsed, 3))
     progress.records.append(record)
+    vnet = None if learner.vnet is None else learner.vnet.state_dict()
+    best = {"config": s.config, "step": record["iteration"], "test_acc": test_acc, "model": learner.model.state_dict()}
     if is_best:
-        vnet = None if learner.vnet is None else learner.vnet.state_dict()
-        best = {
-            "config": s.config,
-            "step": record["iteration"],
-            "test_acc": test_acc,
-            "model": learner.model.state_dict(),
-        }
         s.run_dir.save_best({**best, "vnet": vnet})
+    meta_acc = record.get("meta_acc")
+    if meta_acc is not None and (progress.best_meta_acc is None or meta_acc > progress.best_meta_acc):
+        progress.best_meta_acc, progress.best_meta_step = meta_acc, record["iteration"]
+        s.run_dir.save_best({**best, "vnet": vnet, "meta_acc": meta_acc}, META_BEST)
     s.tally.reset()
     since = time.perf_counter() - s.checkpoint_time
     if checkpoint_due(s.plan, record["iteration"], since, s.args.checkpoint_every):

@@ -57,12 +57,13 @@ SAMPLE_COLUMNS += ("probability", "loss", "weight", "epoch_weight")
 SAMPLE_COLUMNS_BEFORE = (*SAMPLE_COLUMNS, "clean_label", "corrupted")  # the header before the history was kept
 SAMPLE_COLUMNS += ("mean_loss", "mean_margin", "early_loss", "early_margin", "clean_label", "corrupted")
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
+META_BEST = "model_meta_best.pt"  # the model of the highest accuracy on the meta set: chosen without a test label
 # Written first into every run directory this project makes: a folder without it is never written into.
 MARKER = ".mwnet-run"
 MARKER_TEXT = "A run directory of mwnet (Meta-Weight-Net reproduction); its files are described in docs/usage.md.\n"
 TMP_PREFIX = ".tmp-"
 # What a fresh start replaces in a directory that holds no run (no checkpoint, no results). train.log stays.
-PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, TENSORBOARD, SELECTION, SAMPLES)
+PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, META_BEST, TENSORBOARD, SELECTION, SAMPLES)
 
 # Flags that do not change a run's numbers: the only ones that may differ between a run and the command
 # that resumes it, evaluates it, or (in the runner) counts it as done.
@@ -559,8 +560,10 @@ class RunDir:
     def save_checkpoint(self, state):
         write_atomic(self.file(CHECKPOINT), lambda tmp: _torch_save(state, tmp))
 
-    def save_best(self, state):
-        write_atomic(self.file(BEST), lambda tmp: _torch_save(state, tmp))
+    def save_best(self, state, name=BEST):
+        """model_best.pt (chosen by test accuracy, as the original's best), or model_meta_best.pt (by the meta
+        set's accuracy)."""
+        write_atomic(self.file(name), lambda tmp: _torch_save(state, tmp))
 
     def load_checkpoint(self):
         path = self.file(CHECKPOINT)
@@ -673,9 +676,10 @@ def load_state(path, keys, what, state=None):
 
 
 def model_file(path):
-    """--evaluate's argument: a run directory (its checkpoint.pt), a checkpoint.pt or a model_best.pt."""
+    """--evaluate's argument: a run directory (its checkpoint.pt), a checkpoint.pt, a model_best.pt or a
+    model_meta_best.pt."""
     target = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
     if not os.path.isfile(target):
         raise UserError(f"--evaluate {path}: no such checkpoint ({target} does not exist)")
-    keys = BEST_KEYS if os.path.basename(target) == BEST else ("config", "progress", "model", "vnet")
+    keys = BEST_KEYS if os.path.basename(target) in (BEST, META_BEST) else ("config", "progress", "model", "vnet")
     return target, load_state(target, keys, "model file")
