@@ -3,6 +3,7 @@
     pip install cleanlab            # for this benchmark only: the package does not need it
     OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "unif 0.4" --out runs/bench_label_errors
     OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "flip2 0.4" --out runs/bench_label_errors
+    python benchmarks/bench_label_errors.py --summarize runs/bench_label_errors     # mean ± std over the seeds run
 
 For one noise setting of Fashion-MNIST (the laptop protocol: SmallCNN, the fixed 5,000 training images, 40
 epochs, lr 0.02, no augmentation), on the CPU:
@@ -156,6 +157,35 @@ def cross_validated(setting, seed, folds, epochs=None):
     return probs, noisy, data.clean_labels != noisy, data.train_idx
 
 
+def summarize(folder):
+    """A Markdown table per setting: each ranking's AUROC, precision at k and wall time, mean ± std over the seeds
+    of the JSON files this benchmark wrote (SETTING_seedK.json); a shortened check (--epochs) is left out."""
+    import glob
+
+    by_setting, out = {}, []
+    for path in sorted(glob.glob(os.path.join(folder, "*_seed*.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        if record.get("epochs"):
+            out.append(f"left out {path}: a shortened check (--epochs {record['epochs']}), not a result")
+            continue
+        by_setting.setdefault(record["setting"], []).append(record)
+    for setting, records in by_setting.items():
+        seeds = sorted(r["seed"] for r in records)
+        out += ["", f"{setting} noise, seeds {', '.join(map(str, seeds))}: mean ± std over the seeds", ""]
+        out += ["| ranking | AUROC | P@k | wall s |", "|---|---|---|---|"]
+        keys = [k for k, v in records[0].items() if isinstance(v, dict) and "auroc" in v]
+        for key in keys:
+            rows = [r[key] for r in records if key in r]
+            cells = []
+            for field, digits in (("auroc", 3), ("precision_at_k", 3), ("seconds", 0)):
+                values = np.array([row[field] for row in rows], dtype=float)
+                spread = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
+                cells.append(f"{values.mean():.{digits}f}{spread}")
+            out.append(f"| {rows[0].get('name', key)} (n={len(rows)}) | " + " | ".join(cells) + " |")
+    return "\n".join(out) if out else f"no result of this benchmark under {folder}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--setting", default="unif 0.4", help="noise type and probability (default: 'unif 0.4')")
@@ -165,7 +195,16 @@ def main(argv=None):
     p.add_argument(
         "--epochs", type=int, default=None, help="a shorter run than the protocol's 40 epochs, to check this script"
     )
+    p.add_argument(
+        "--summarize",
+        metavar="DIR",
+        default=None,
+        help="train nothing: the mean and spread over seeds of the JSON files (SETTING_seedK.json) under DIR",
+    )
     args = p.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     try:
         import cleanlab
         from cleanlab.filter import find_label_issues
@@ -236,6 +275,7 @@ def main(argv=None):
             names[f"{method}_{column}"] = f"{label}: {HISTORY_NAMES[column]}"
     print(f"{'ranking':<50} {'AUROC':>6} {'P@k':>6} {'flagged':>8} {'prec':>6} {'recall':>6} {'wall s':>7}")
     record = {"setting": args.setting, "seed": args.seed, "corrupted": k, "n": n, "folds": args.folds}
+    record["epochs"] = args.epochs  # set: a shortened check of this script, never a result
     record.update(torch=torch.__version__, cleanlab_version=cleanlab.__version__, threads=torch.get_num_threads())
     for key in names:
         r = results[key]
@@ -245,7 +285,7 @@ def main(argv=None):
         if not np.isclose(a, reference, atol=1e-9):
             raise SystemExit(f"AUROC {a} differs from scikit-learn's {reference}")
         pk = precision_at_k(suspicion, corrupted)
-        row = {"auroc": a, "precision_at_k": pk, "seconds": r["seconds"]}
+        row = {"name": names[key], "auroc": a, "precision_at_k": pk, "seconds": r["seconds"]}
         flagged = ""
         if "flagged" in r:
             f = r["flagged"]
