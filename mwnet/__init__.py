@@ -6,7 +6,8 @@ The package behind the original's scripts (README, "Layout"):
     mwnet.method   one iteration of each method: MW-Net, L2RW, plain training
     mwnet.engine   the training loop, its flags and the parts it is built from
     mwnet.runs     what a run writes, reads back and shows
-    mwnet.tools    commands over runs: the runner, the summary, the figures, the split
+    mwnet.tools    commands over runs: the laptop comparison, the runner, the summary (the laptop ablations' table
+                   among its tables), the figures, the suspect labels, the split
 Commands: python -m mwnet --help.
 
 The method in one's own training loop (examples/own_loop.py): `from mwnet import VNet, mwnet_step` (and

@@ -50,6 +50,19 @@ def test_test_images_are_only_normalised():
     assert idx.tolist() == list(range(7))
 
 
+def test_an_augmenting_loader_evaluates_its_images_unaugmented_and_draws_nothing_for_it():
+    """in_order of a loader that augments (the meta set's, evaluated for meta_acc): the images themselves, only
+    normalised, and its training batches afterwards the same as without the evaluation."""
+    images = random_images(7)
+    dl, untouched = loader(images), loader(images)
+    (x, _, _), *_ = list(dl.in_order(batch_size=7))
+    reference = torch.stack([T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])(Image.fromarray(im)) for im in images])
+    torch.testing.assert_close(x, reference, rtol=0, atol=1e-6)
+    for _ in range(3):
+        (a, _, i), (b, _, j) = dl.next_batch(), untouched.next_batch()
+        assert torch.equal(a, b) and torch.equal(i, j)
+
+
 def position_images(n):
     """Images whose pixels say where they are: channel 0 = 8 * row, channel 1 = 8 * column."""
     r, c = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")

@@ -95,15 +95,22 @@ class DeviceLoader:
         return x.float().div_(255).sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
 
     def in_order(self, batch_size=None, part=(0, 1)):
-        """Every image once, in order, unaugmented unless the loader augments: for evaluation. part (rank, size):
-        every size-th batch from the rank-th, this process's share of an evaluation split over processes."""
+        """Every image once, in order, unaugmented (an augmenting loader's: the centre of its padded images, the
+        images themselves), drawing nothing from the generator, so that the batches a run trains on are the same
+        with or without an evaluation of this loader's images: for evaluation. part (rank, size): every size-th
+        batch from the rank-th, this process's share of an evaluation split over processes."""
         step = batch_size or self.batch_size
         rank, size = part
         for number, start in enumerate(range(0, len(self.labels), step)):
             if number % size != rank:
                 continue
             idx = torch.arange(start, min(start + step, len(self.labels)), device=self.device)
-            yield self.make_batch(idx), self.labels[idx], idx
+            centre = torch.full((len(idx), 2), PAD, device=self.device)
+            yield (
+                self.make_batch(idx, centre, torch.zeros(len(idx), dtype=torch.bool, device=self.device)),
+                self.labels[idx],
+                idx,
+            )
 
     def state_dict(self):
         """Where the sampling stands, so that a resumed run draws the same batches."""

@@ -36,10 +36,6 @@ def lost(error):
     return isinstance(error, ERRORS) or isinstance(error, RuntimeError) and any(w in str(error) for w in words)
 
 
-class Lost(UserError):
-    """Another process of the run ended: each process still alive says so, in one line."""
-
-
 @dataclass
 class World:
     rank: int = 0

@@ -436,12 +436,13 @@ def main(argv=None):
     # Runs outside the table scripts' folders (made by hand, a sweep of one's own): one table, by configuration.
     tables = [os.path.join(args.runs, t) for t in [*TABLES, ablations.TABLE]]
     others = [] if args.table else by_config.run_dirs(args.runs, skip=tables)
-    finished = bool(others) and bool(by_config.group(others)[0])
+    grouped, unfinished = by_config.group(others) if others else ({}, [])
+    finished = bool(grouped)
     if not pairs and not finished and not ablated:
         dry = os.path.join(args.runs, "dry")
         hint = "run a table script (scripts/table_*.sh) or a training script first"
         if others:
-            counts = collections.Counter(reason.split(":")[0] for _, reason in by_config.group(others)[1])
+            counts = collections.Counter(reason.split(":")[0] for _, reason in unfinished)
             hint = f"of its {len(others)} run directories none is finished ({', '.join(f'{n} {r}' for r, n in sorted(counts.items()))})"
         if found_tables(dry):  # a dry table's runs: a smoke test, never a result
             hint = f"the runs under {dry} are dry runs, which are never results (summarize --runs {dry} lists them as left out); run the table script without DRY_RUN"
