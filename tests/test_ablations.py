@@ -123,3 +123,12 @@ def test_the_table_counts_a_run_only_under_the_row_whose_flags_it_has(tmp_path, 
     warm = next(line for line in out.splitlines() if line.startswith("| MW-Net, clean meta set after"))
     assert warm.count("missing") == 3
     assert "mwnet_cwarm/seed1: its flags are not its row's (clean_warmup, warmup)" in out
+
+
+def test_the_docs_ablation_table_is_what_summarize_prints_from_the_committed_runs(capsys):
+    assert summarize.main(["--runs", RESULTS, "--table", ablations.TABLE]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("### Fashion-MNIST, the laptop protocol, one factor") and "Left out" not in printed
+    assert "missing" not in printed  # every variant run, 3 seeds a cell
+    with open(os.path.join(ROOT, "docs", "results-fashion-mnist.md")) as f:
+        assert printed in f.read()
