@@ -23,6 +23,7 @@ epochs, lr 0.02, no augmentation), on the CPU:
   cleanlab      K-fold cross-validation of plain training with the same classifier, schedule and epochs (each fold
                 model 40 epochs over the other K-1 folds); cleanlab.rank.get_label_quality_scores (self-confidence)
                 of the out-of-fold probabilities ranks the labels, and cleanlab.filter.find_label_issues flags a set
+                (OUT/SETTING_seedK/cleanlab.csv: the flagged first, as a samples file that --exclude reads)
 Prints, for each: AUROC of the ranking against the truly corrupted labels, precision at k (k = the number of
 corrupted labels), the flagged set's size, precision and recall (cleanlab's), and the wall time on this machine.
 AUROC is computed here (average ranks for ties) and checked against scikit-learn's, which cleanlab brings.
@@ -157,6 +158,25 @@ def cross_validated(setting, seed, folds, epochs=None):
     return probs, noisy, data.clean_labels != noisy, data.train_idx
 
 
+def write_cleanlab_ranking(path, quality, flagged, noisy, corrupted, train_idx):
+    """cleanlab's verdict as a samples file (samples.csv's columns, the others empty) for clean and retrain:
+    find_label_issues' flagged samples first, then the rest, each part by self-confidence (least first), so that
+    `--exclude FILE --exclude_top F`, F the number flagged (in the JSON), leaves out exactly the flagged set."""
+    import csv
+
+    from mwnet.runs.run_files import SAMPLE_COLUMNS
+
+    order = np.lexsort((np.arange(len(quality)), quality, ~np.asarray(flagged, dtype=bool)))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(SAMPLE_COLUMNS)
+        for rank, p in enumerate(order, 1):
+            row = dict.fromkeys(SAMPLE_COLUMNS, "")
+            row.update(rank=rank, index=int(train_idx[p]), given_label=int(noisy[p]), corrupted=int(corrupted[p]))
+            writer.writerow([row[c] for c in SAMPLE_COLUMNS])
+
+
 def summarize(folder):
     """A Markdown table per setting: each ranking's AUROC, precision at k and wall time, mean ± std over the seeds
     of the JSON files this benchmark wrote (SETTING_seedK.json); a shortened check (--epochs) is left out."""
@@ -225,8 +245,11 @@ def main(argv=None):
     flagged = find_label_issues(noisy, probs)
     found = time.perf_counter() - start
     results["cleanlab"] = {"suspicion": -quality, "flagged": flagged, "seconds": trained + found}
+    folder = os.path.join(args.out, f"{name}_seed{args.seed}")
+    write_cleanlab_ranking(os.path.join(folder, "cleanlab.csv"), quality, flagged, noisy, corrupted, train_idx)
     for method in ("mwnet", "mwnet_selected", "erm"):
-        argv, _ = training_args(args.setting, args.seed, method, os.path.join(args.out, name, method), args.epochs)
+        out = os.path.join(folder, method)  # one folder per seed: never another seed's run
+        argv, _ = training_args(args.setting, args.seed, method, out, args.epochs)
         (rows, seconds), (best, more), *by_meta = run_script(argv)
         rows, best = by_position(rows, train_idx), by_position(best, train_idx)
         if by_meta:  # the model chosen by the meta set's accuracy: no test label read
