@@ -3,6 +3,7 @@
     pip install cleanlab            # for this benchmark only: the package does not need it
     OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "unif 0.4" --out runs/bench_label_errors
     OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "flip2 0.4" --out runs/bench_label_errors
+    OMP_NUM_THREADS=1 python benchmarks/bench_label_errors.py --setting "flip2 0.4" --out runs/bench_label_errors --retrain
     python benchmarks/bench_label_errors.py --summarize runs/bench_label_errors     # mean ± std over the seeds run
 
 For one noise setting of Fashion-MNIST (the laptop protocol: SmallCNN, the fixed 5,000 training images, 40
@@ -177,6 +178,83 @@ def write_cleanlab_ranking(path, quality, flagged, noisy, corrupted, train_idx):
             writer.writerow([row[c] for c in SAMPLE_COLUMNS])
 
 
+def retrain(out, setting, seed, epochs=None):
+    """Clean and retrain (--retrain): plain training again without the F most suspect labels of MW-Net's ranking
+    (its run's final checkpoint --evaluated: samples-it<N>.csv in the order samples.csv takes now, which the
+    benchmark chose) and without cleanlab's flagged set (F labels: cleanlab.csv's top), beside the runs on the
+    whole set. Reads SETTING_seedK.json (F) and the runs under OUT/SETTING_seedK; writes SETTING_seedK_retrain.json."""
+    from mwnet.engine.launch import main as train
+    from mwnet.engine.samples import ORDER
+    from mwnet.runs.run_files import read_json, read_samples
+
+    name = f"{setting.replace(' ', '_')}_seed{seed}"
+    with open(os.path.join(out, f"{name}.json")) as f:
+        flagged = json.load(f)["cleanlab"]["flagged"]
+    folder = os.path.join(out, name)
+    ranked = os.path.join(folder, "mwnet")
+    if train("MW-Net.py", ["--evaluate", ranked, "--device", "cpu"]) != 0:
+        raise SystemExit(f"--evaluate {ranked} failed")
+    step = read_json(os.path.join(ranked, "results.json"))["iterations"]
+    sources = {
+        "erm_clean_mwnet": os.path.join(ranked, f"samples-it{step}.csv"),
+        "erm_clean_cleanlab": os.path.join(folder, "cleanlab.csv"),
+    }
+    record = {"setting": setting, "seed": seed, "excluded": flagged, "mwnet_order": ORDER[0], "epochs": epochs}
+    for row, source in sources.items():
+        run = os.path.join(folder, row)
+        argv, _ = training_args(setting, seed, "erm", run, epochs)
+        if train("MW-Net.py", [*argv, "--exclude", source, "--exclude_top", str(flagged)]) != 0:
+            raise SystemExit(f"the run into {run} failed")
+        gone = read_samples(source)["corrupted"][:flagged]
+        record[row] = {"source": os.path.relpath(source, out), "corrupted_excluded": sum(c == "1" for c in gone)}
+    for row in ("erm_clean_mwnet", "erm_clean_cleanlab", "mwnet", "erm"):
+        results = read_json(os.path.join(folder, row, "results.json"))
+        record.setdefault(row, {}).update(best=results["best_test_acc"], last=results["last_test_acc"])
+    path = os.path.join(out, f"{name}_retrain.json")
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"wrote {path}")
+
+
+RETRAIN_ROWS = {
+    "erm": "plain training, every label",
+    "mwnet": "MW-Net, every label",
+    "erm_clean_mwnet": "plain training without MW-Net's F most suspect",
+    "erm_clean_cleanlab": "plain training without cleanlab's flagged set (F labels)",
+}
+
+
+def summarize_retrain(folder):
+    """The clean-and-retrain table per setting: test accuracy best and last, mean ± std over the seeds."""
+    import glob
+
+    by_setting, out = {}, []
+    for path in sorted(glob.glob(os.path.join(folder, "*_seed*_retrain.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        if record.get("epochs"):
+            out.append(f"left out {path}: a shortened check (--epochs {record['epochs']}), not a result")
+            continue
+        by_setting.setdefault(record["setting"], []).append(record)
+    for setting, records in by_setting.items():
+        seeds = ", ".join(str(r["seed"]) for r in sorted(records, key=lambda r: r["seed"]))
+        order = sorted({r["mwnet_order"] for r in records})
+        excluded = ", ".join(str(r["excluded"]) for r in records)
+        out += ["", f"{setting} noise, clean and retrain, seeds {seeds} (F = {excluded}; MW-Net's ranking by"]
+        out[-1] += f" {', '.join(order)}): test accuracy, mean ± std over the seeds"
+        out += ["", "| training | best | last | corrupted among the F left out |", "|---|---|---|---|"]
+        for row, label in RETRAIN_ROWS.items():
+            cells = []
+            for field in ("best", "last"):
+                values = np.array([r[row][field] for r in records], dtype=float)
+                spread = f" ± {values.std(ddof=1):.2f}" if len(values) > 1 else ""
+                cells.append(f"{values.mean():.2f}{spread}")
+            gone = [r[row]["corrupted_excluded"] / r["excluded"] for r in records if "corrupted_excluded" in r[row]]
+            cells.append(f"{np.mean(gone):.3f}" if gone else "-")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def summarize(folder):
     """A Markdown table per setting: each ranking's AUROC, precision at k and wall time, mean ± std over the seeds
     of the JSON files this benchmark wrote (SETTING_seedK.json); a shortened check (--epochs) is left out."""
@@ -184,6 +262,8 @@ def summarize(folder):
 
     by_setting, out = {}, []
     for path in sorted(glob.glob(os.path.join(folder, "*_seed*.json"))):
+        if path.endswith("_retrain.json"):
+            continue
         with open(path) as f:
             record = json.load(f)
         if record.get("epochs"):
@@ -203,6 +283,7 @@ def summarize(folder):
                 spread = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
                 cells.append(f"{values.mean():.{digits}f}{spread}")
             out.append(f"| {rows[0].get('name', key)} (n={len(rows)}) | " + " | ".join(cells) + " |")
+    out += [summarize_retrain(folder)] if glob.glob(os.path.join(folder, "*_retrain.json")) else []
     return "\n".join(out) if out else f"no result of this benchmark under {folder}"
 
 
@@ -221,9 +302,17 @@ def main(argv=None):
         default=None,
         help="train nothing: the mean and spread over seeds of the JSON files (SETTING_seedK.json) under DIR",
     )
+    p.add_argument(
+        "--retrain",
+        action="store_true",
+        help="after the benchmark of this setting and seed (its JSON and runs under --out): clean and retrain, plain training without MW-Net's and without cleanlab's suspects",
+    )
     args = p.parse_args(argv)
     if args.summarize:
         print(summarize(args.summarize))
+        return
+    if args.retrain:
+        retrain(args.out, args.setting, args.seed, args.epochs)
         return
     try:
         import cleanlab

@@ -189,6 +189,19 @@ def run_main(capsys, script, *args, cpu=True):
     return Result(code, out, err)
 
 
+def assert_in_suspect_order(rows):
+    """samples.csv's rows (csv.DictReader's) as docs/usage.md says they come: the samples with a history first, by
+    the column of samples.ORDER in its direction, then those never drawn, by their final loss, highest first."""
+    from mwnet.engine.samples import ORDER
+
+    column, sign = ORDER
+    drawn = [r[column] != "" for r in rows]
+    assert drawn == sorted(drawn, reverse=True)
+    first = [sign * float(r[column]) for r, d in zip(rows, drawn, strict=True) if d]
+    rest = [float(r["loss"]) for r, d in zip(rows, drawn, strict=True) if not d]
+    assert first == sorted(first, reverse=True) and rest == sorted(rest, reverse=True)
+
+
 def assert_one_line_error(proc, *fragments, code=2):
     """A user's mistake or a fault: the exit code, one line on stderr naming the problem, no traceback."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)

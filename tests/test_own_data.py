@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import MW, WRN, assert_one_line_error, one_thread, run_main, snapshot, stop_at
+from conftest import MW, WRN, assert_in_suspect_order, assert_one_line_error, one_thread, run_main, snapshot, stop_at
 
 from benchmarks.bench_label_errors import auroc, precision_at_k
 from examples.make_own_data import CLASSES, picture, write_own
@@ -42,7 +42,7 @@ def read_rows(run):
 
 
 def check_samples(rows, run, known):
-    """One row per training image, ranked, sorted by the final loss, the weight the final
+    """One row per training image, ranked, in the order samples.ORDER says, the weight the final
     meta-weight-net's of the loss, the loss the predicted class's where the prediction is the given label."""
     assert sorted(r["path"] for r in rows) == sorted(known) and [int(r["rank"]) for r in rows] == list(
         range(1, len(known) + 1)
@@ -55,7 +55,7 @@ def check_samples(rows, run, known):
             assert abs(loss + math.log(p)) <= 5e-6 * loss + 5e-6 + 2e-7
     weight = np.array([float(r["weight"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
-    assert (np.diff(loss) <= 0).all()  # most suspect (highest loss) first
+    assert_in_suspect_order(rows)
     vnet = VNet(1, 100, 1)
     vnet.load_state_dict(torch.load(os.path.join(run, "checkpoint.pt"), weights_only=True)["vnet"])
     # The file's loss is rounded to 6 significant digits (relative error <= 5e-6): V at the two ends of that

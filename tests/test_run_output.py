@@ -12,7 +12,17 @@ import signal
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, MW, SHORT, assert_one_line_error, metrics, run_main, snapshot, stop_at
+from conftest import (
+    FAST,
+    MW,
+    SHORT,
+    assert_in_suspect_order,
+    assert_one_line_error,
+    metrics,
+    run_main,
+    snapshot,
+    stop_at,
+)
 
 from mwnet.runs.reporting import Reporter
 from mwnet.runs.run_files import SAMPLE_COLUMNS, read_samples
@@ -146,6 +156,33 @@ def test_samples_csv_holds_each_samples_history_for_the_samples_drawn(short_run)
     assert 0 < sum(drawn) < len(drawn)
 
 
+def test_samples_csv_is_sorted_by_the_chosen_signal_and_says_so(capsys, short_run, tmp_path, monkeypatch):
+    """The run's file follows samples.ORDER (results.json names the column); another ORDER re-sorts the same rows
+    (--evaluate of the final checkpoint, on a copy of the run): the samples drawn by that column, lowest margin
+    first, those never drawn after them by their final loss; a best model's file, which has no history, by loss."""
+    from mwnet.engine import samples
+
+    _, run = short_run
+    with open(run / "samples.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert_in_suspect_order(rows)
+    assert json.load(open(run / "results.json"))["samples_sorted_by"] == samples.ORDER[0]
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    monkeypatch.setattr(samples, "ORDER", ("mean_margin", -1))
+    result = run_main(capsys, MW, "--evaluate", str(copy))
+    assert result.returncode == 0 and "most suspect first by mean_margin" in result.stdout
+    with open(copy / "samples-it14.csv", newline="") as f:
+        resorted = list(csv.DictReader(f))
+    assert_in_suspect_order(resorted)
+    unranked = [sorted(tuple(v for k, v in r.items() if k != "rank") for r in f) for f in (rows, resorted)]
+    assert unranked[0] == unranked[1] and [int(r["rank"]) for r in resorted] == list(range(1, len(rows) + 1))
+    margins = [float(r["mean_margin"]) for r in resorted if r["mean_margin"]]
+    assert margins[0] == min(margins) and resorted[-1]["mean_margin"] == "" and margins != sorted(margins, reverse=True)
+    best = run_main(capsys, MW, "--evaluate", str(copy / "model_best.pt"))
+    assert best.returncode == 0 and "most suspect first by loss" in best.stdout
+
+
 def test_the_history_is_each_samples_mean_loss_and_margin_over_its_draws_and_its_early_ones_across_a_resume():
     """samples.csv's mean_loss, mean_margin, early_loss, early_margin against a plain list of every draw, with a
     checkpoint's state taken and restored halfway; a checkpoint made before the history was kept has none."""
@@ -263,8 +300,8 @@ def test_a_run_of_a_builtin_dataset_ranks_its_samples_with_its_splits_labels(cap
         assert (
             r["epoch_weight"] == "" if np.isnan(last) else abs(float(r["epoch_weight"]) - last) <= 1e-5 * max(1, last)
         )
-    losses = [float(r["loss"]) for r in rows]
-    assert losses == sorted(losses, reverse=True) and 0 < sum(r["epoch_weight"] == "" for r in rows) < len(rows)
+    assert_in_suspect_order(rows)
+    assert 0 < sum(r["epoch_weight"] == "" for r in rows) < len(rows)
     capsys.readouterr()
     assert suspects.main([str(run), "--top", "3", "--out", str(tmp_path / "sheet.png")]) == 0
     out = capsys.readouterr().out.splitlines()

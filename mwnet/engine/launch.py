@@ -264,8 +264,11 @@ def finish(s, outcome, detail):
         learner, epoch_weight = s.learner, progress.epoch_weight()
         with autocast(s.args.precision, data.test.device):
             history = progress.history_means()
-            columns = samples.table(data, learner.model, learner.vnet, s.args.method, epoch_weight, s.world, history)
+            columns, sorted_by = samples.table(
+                data, learner.model, learner.vnet, s.args.method, epoch_weight, s.world, history
+            )
         run_dir.save_samples(columns)
+        results["samples_sorted_by"] = sorted_by
     if s.learner.vnet is not None:
         run_dir.save_weighting_function(LOSS_GRID, progress.records[-1]["vnet_curve"])
     run_dir.write_results(results)
@@ -387,7 +390,7 @@ def write_samples(args, path, state, model, device, step):
     weights = None if best else epoch_weights(path, progress, len(data.train_idx))
     history = None if best else history_means(path, progress, len(data.train_idx))
     with autocast(args.precision, device):
-        columns = samples.table(data, model, vnet, args.method, weights, history=history)
+        columns, sorted_by = samples.table(data, model, vnet, args.method, weights, history=history)
     run_dir = RunDir(folder)
     try:
         run_dir.lock()  # a training process holds it: its files are its own
@@ -398,7 +401,9 @@ def write_samples(args, path, state, model, device, step):
         run_dir.save_samples(columns, name)
     finally:
         run_dir.release()
-    print(f"samples: {run_dir.file(name)} (the training samples, most suspect first; python -m mwnet suspects)")
+    print(
+        f"samples: {run_dir.file(name)} (the training samples, most suspect first by {sorted_by}; python -m mwnet suspects)"
+    )
 
 
 def main(script, argv=None):

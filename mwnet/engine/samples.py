@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from mwnet.engine.distributed import World
 
 HISTORY_COLUMNS = ("mean_loss", "mean_margin", "early_loss", "early_margin")
+# The order of samples.csv, most suspect first: a column and its direction (1: highest first, -1: lowest first).
+FINAL_LOSS = ("loss", 1)
+ORDER = FINAL_LOSS
 
 
 @torch.no_grad()
@@ -50,7 +53,8 @@ def predictions(model, loader, world=None):
 
 @torch.no_grad()
 def table(data, model, vnet, method, epoch_weight=None, world=None, history=None):
-    """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first.
+    """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first (by
+    ORDER's column, or the final loss where there is no history), and the name of the column that sorted them.
     epoch_weight: each sample's mean weight over the last epoch of training (NaN where not drawn in it), or None
     (a best model's file). world: the processes of a run, which share the pass out. history: Progress.history_means
     (each sample's mean loss and margin in training, over every draw and before the first lr drop), or None."""
@@ -60,7 +64,10 @@ def table(data, model, vnet, method, epoch_weight=None, world=None, history=None
         weight = vnet(loss.unsqueeze(1)).squeeze(1).float().cpu().numpy()
     loss, predicted, probability = (t.float().cpu().numpy() for t in (loss, predicted, probability))
     positions = np.arange(len(loss))
-    order = np.lexsort((positions, -loss))
+    sorted_by, sign = ORDER if history is not None else FINAL_LOSS  # a best model's file: no history
+    score = sign * (loss if sorted_by == "loss" else np.asarray(history[sorted_by], dtype=np.float64))
+    drawn = ~np.isnan(score)  # a sample never drawn has no history: after the others, by its final loss
+    order = np.lexsort((positions, -loss, -np.where(drawn, score, 0.0), ~drawn))
     given, clean = data.noisy_labels, data.clean_labels
     names = data.classes or [str(c) for c in range(data.num_classes)]
     predicted = predicted.astype(np.int64)
@@ -81,4 +88,4 @@ def table(data, model, vnet, method, epoch_weight=None, world=None, history=None
         "clean_label": np.where(clean[order] >= 0, clean[order], -1),
         "corrupted": np.where(clean[order] >= 0, (clean[order] != given[order]).astype(np.int64), -1),
     }
-    return columns
+    return columns, sorted_by

@@ -125,7 +125,7 @@ def main(argv=None):
 
     figures = args.figures or os.path.join(args.runs, "figures")
     plot.main([*dirs.values(), "--out", figures])
-    names = ", ".join(f"{n}.png" for n in ("test_accuracy", "weighting_function", "weight_histograms"))
+    names = ", ".join(f"{n}.png" for n in plot.FIGURES if os.path.exists(os.path.join(figures, f"{n}.png")))
     print("\n".join(["", *lines, "", f"Figures: {figures}/ ({names})"]))
     return 0
 
