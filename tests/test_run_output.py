@@ -181,6 +181,16 @@ def test_samples_csv_is_sorted_by_the_chosen_signal_and_says_so(capsys, short_ru
     assert margins[0] == min(margins) and resorted[-1]["mean_margin"] == "" and margins != sorted(margins, reverse=True)
     best = run_main(capsys, MW, "--evaluate", str(copy / "model_best.pt"))
     assert best.returncode == 0 and "most suspect first by loss" in best.stdout
+    # suspects says the order it finds the file in, and shows the column that sorted it
+    for name, order in (("samples-it14.csv", "by the mean margin in training, lowest first"), ("samples.csv", "by")):
+        assert suspects.main([str(copy / name), "--top", "3", "--no_sheet"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert f"the 3 most suspect ({order}" in out[0] and ("mean_margin" in out[1]) == (name != "samples.csv")
+    with open(copy / "samples.csv", newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    (copy / "shuffled.csv").write_text(lines[0] + "".join(lines[:0:-1]))  # the rows upside down: no order of its
+    assert suspects.main([str(copy / "shuffled.csv"), "--top", "3", "--no_sheet"]) == 0
+    assert "its first 3 (the file is in none of samples.csv's orders):" in capsys.readouterr().out
 
 
 def test_the_history_is_each_samples_mean_loss_and_margin_over_its_draws_and_its_early_ones_across_a_resume():

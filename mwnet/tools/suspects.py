@@ -38,15 +38,55 @@ def _number(text, digits):
     return "-" if text == "" else f"{float(text):.{digits}f}"
 
 
+# The orders a samples file may be in (engine/samples.ORDER picks one; a best model's file: the loss), in words.
+ORDERS = {
+    "loss": (1, "the final model's loss, highest first"),
+    "mean_margin": (-1, "the mean margin in training, lowest first"),
+    "mean_loss": (1, "the mean training loss, highest first"),
+    "early_margin": (-1, "the mean margin before the lr drop, lowest first"),
+    "early_loss": (1, "the mean loss before the lr drop, highest first"),
+}
+
+
+class OrderCheck:
+    """Whether a file's rows, fed one by one, are sorted as samples.table sorts by a column: the rows with a value
+    first, in the column's direction, then those without, by the final loss, highest first."""
+
+    def __init__(self, column):
+        self.at, self.loss_at = SAMPLE_COLUMNS.index(column), SAMPLE_COLUMNS.index("loss")
+        self.sign, self.holds, self.last, self.empty = ORDERS[column][0], True, None, False
+
+    def feed(self, row):
+        if not self.holds:
+            return
+        text = row[self.at]
+        if text == "" and not self.empty:
+            self.empty, self.last = True, None
+        elif text != "" and self.empty:  # a value after an empty cell
+            self.holds = False
+            return
+        try:
+            value = float(row[self.loss_at]) if self.empty else self.sign * float(text)
+        except ValueError:
+            self.holds = False
+            return
+        self.holds = self.last is None or value <= self.last
+        self.last = value
+
+
 def collect(path, top):
-    """The file's first `top` rows as {column: list of text}, and every row's `corrupted` cell: what is printed
-    and drawn, read in little memory whatever the file's length."""
+    """The file's first `top` rows as {column: list of text}, every row's `corrupted` cell and the column the file
+    is sorted by (None: none of ORDERS): what is printed and drawn, read in little memory whatever the length."""
     head, corrupted, at = [], [], SAMPLE_COLUMNS.index("corrupted")
+    checks = {column: OrderCheck(column) for column in ORDERS}
     for row in iter_samples(path):
         if len(head) < top:
             head.append(row)
         corrupted.append(row[at])
-    return {name: [r[i] for r in head] for i, name in enumerate(SAMPLE_COLUMNS)}, corrupted
+        for check in checks.values():
+            check.feed(row)
+    sorted_by = next((c for c, check in checks.items() if check.holds), None)
+    return {name: [r[i] for r in head] for i, name in enumerate(SAMPLE_COLUMNS)}, corrupted, sorted_by
 
 
 def shown(text):
@@ -56,16 +96,21 @@ def shown(text):
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
-def report(rows, every, top, path):
+def report(rows, every, top, path, sorted_by="loss"):
     """The lines printed: what the file is, the top rows, and how many of them are known to be corrupted
-    (every: each row's corrupted cell)."""
+    (every: each row's corrupted cell); sorted_by: the column the file was found sorted by (None: none known)."""
     n = len(every)
-    lines = [
-        f"{path}: {n} training samples; the {min(top, n)} most suspect (by the final model's loss, highest first):"
-    ]
+    if sorted_by:
+        lines = [f"{path}: {n} training samples; the {min(top, n)} most suspect (by {ORDERS[sorted_by][1]}):"]
+    else:
+        lines = [
+            f"{path}: {n} training samples; its first {min(top, n)} (the file is in none of samples.csv's orders):"
+        ]
     where = "path" if rows["path"][0] else "index"
-    head = f"{'rank':>6}  {where:<28} {'given':<16} {'predicted':<16} {'prob':>5} {'loss':>7} {'weight':>7} {'corrupted':>9}"
-    lines.append(head)
+    extra = sorted_by if sorted_by and sorted_by != "loss" else None  # the column that sorted the file, shown
+    head = f"{'rank':>6}  {where:<28} {'given':<16} {'predicted':<16} {'prob':>5} {'loss':>7} {'weight':>7}"
+    head += f" {extra:>12}" if extra else ""
+    lines.append(f"{head} {'corrupted':>9}")
     for i in range(min(top, n)):
         corrupted = {"1": "yes", "0": "no", "": "?"}[rows["corrupted"][i]]
         name = shown(rows[where][i])
@@ -74,7 +119,9 @@ def report(rows, every, top, path):
         lines.append(
             f"{rows['rank'][i]:>6}  {name:<28} {given:<16} {predicted:<16}"
             f" {_number(rows['probability'][i], 2):>5} {_number(rows['loss'][i], 3):>7}"
-            f" {_number(rows['weight'][i], 3):>7} {corrupted:>9}"
+            f" {_number(rows['weight'][i], 3):>7}"
+            + (f" {_number(rows[extra][i], 3):>12}" if extra else "")
+            + f" {corrupted:>9}"
         )
     known = np.asarray([c != "" for c in every])
     if known.any():
@@ -142,9 +189,9 @@ def main(argv=None):
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
         path = os.path.join(args.run, SAMPLES) if os.path.isdir(args.run) else args.run
-        rows, every = collect(path, args.top)
+        rows, every, sorted_by = collect(path, args.top)
         folder = os.path.dirname(os.path.abspath(path))
-        for line in report(rows, every, args.top, path):
+        for line in report(rows, every, args.top, path, sorted_by):
             print(line)
         if args.no_sheet:
             return 0
