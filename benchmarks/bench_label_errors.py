@@ -224,18 +224,27 @@ RETRAIN_ROWS = {
 }
 
 
-def summarize_retrain(folder):
-    """The clean-and-retrain table per setting: test accuracy best and last, mean ± std over the seeds."""
+def records_by_setting(folder, retrain):
+    """The JSON files this benchmark wrote under folder (SETTING_seedK.json, or its _retrain.json), grouped by
+    setting, and a line for each shortened check (--epochs) left out."""
     import glob
 
     by_setting, out = {}, []
-    for path in sorted(glob.glob(os.path.join(folder, "*_seed*_retrain.json"))):
+    for path in sorted(glob.glob(os.path.join(folder, "*_seed*.json"))):
+        if path.endswith("_retrain.json") != retrain:
+            continue
         with open(path) as f:
             record = json.load(f)
         if record.get("epochs"):
             out.append(f"left out {path}: a shortened check (--epochs {record['epochs']}), not a result")
             continue
         by_setting.setdefault(record["setting"], []).append(record)
+    return by_setting, out
+
+
+def summarize_retrain(folder):
+    """The clean-and-retrain table per setting: test accuracy best and last, mean ± std over the seeds."""
+    by_setting, out = records_by_setting(folder, retrain=True)
     for setting, records in by_setting.items():
         seeds = ", ".join(str(r["seed"]) for r in sorted(records, key=lambda r: r["seed"]))
         order = sorted({r["mwnet_order"] for r in records})
@@ -260,16 +269,7 @@ def summarize(folder):
     of the JSON files this benchmark wrote (SETTING_seedK.json); a shortened check (--epochs) is left out."""
     import glob
 
-    by_setting, out = {}, []
-    for path in sorted(glob.glob(os.path.join(folder, "*_seed*.json"))):
-        if path.endswith("_retrain.json"):
-            continue
-        with open(path) as f:
-            record = json.load(f)
-        if record.get("epochs"):
-            out.append(f"left out {path}: a shortened check (--epochs {record['epochs']}), not a result")
-            continue
-        by_setting.setdefault(record["setting"], []).append(record)
+    by_setting, out = records_by_setting(folder, retrain=False)
     for setting, records in by_setting.items():
         seeds = sorted(r["seed"] for r in records)
         out += ["", f"{setting} noise, seeds {', '.join(map(str, seeds))}: mean ± std over the seeds", ""]
