@@ -199,7 +199,7 @@ def retrain(out, setting, seed, epochs=None):
         "erm_clean_mwnet": os.path.join(ranked, f"samples-it{step}.csv"),
         "erm_clean_cleanlab": os.path.join(folder, "cleanlab.csv"),
     }
-    record = {"setting": setting, "seed": seed, "excluded": flagged, "mwnet_order": ORDER[0], "epochs": epochs}
+    record = {"setting": setting, "seed": seed, "excluded": flagged, "mwnet_order": ORDER, "epochs": epochs}
     for row, source in sources.items():
         run = os.path.join(folder, row)
         argv, _ = training_args(setting, seed, "erm", run, epochs)

@@ -193,8 +193,9 @@ def assert_in_suspect_order(rows):
     """samples.csv's rows (csv.DictReader's) as docs/usage.md says they come: the samples with a history first, by
     the column of samples.ORDER in its direction, then those never drawn, by their final loss, highest first."""
     from mwnet.engine.samples import ORDER
+    from mwnet.runs.run_files import SAMPLE_ORDERS
 
-    column, sign = ORDER
+    column, sign = ORDER, SAMPLE_ORDERS[ORDER]
     drawn = [r[column] != "" for r in rows]
     assert drawn == sorted(drawn, reverse=True)
     first = [sign * float(r[column]) for r, d in zip(rows, drawn, strict=True) if d]

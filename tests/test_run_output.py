@@ -166,10 +166,11 @@ def test_samples_csv_is_sorted_by_the_chosen_signal_and_says_so(capsys, short_ru
     with open(run / "samples.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert_in_suspect_order(rows)
-    assert json.load(open(run / "results.json"))["samples_sorted_by"] == samples.ORDER[0]
+    assert json.load(open(run / "results.json"))["samples_sorted_by"] == samples.ORDER
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    monkeypatch.setattr(samples, "ORDER", ("mean_margin", -1))
+    default = f"by {suspects.ORDER_WORDS[samples.ORDER]}"  # the run's own file, in the default order
+    monkeypatch.setattr(samples, "ORDER", "mean_margin")
     result = run_main(capsys, MW, "--evaluate", str(copy))
     assert result.returncode == 0 and "most suspect first by mean_margin" in result.stdout
     with open(copy / "samples-it14.csv", newline="") as f:
@@ -182,7 +183,7 @@ def test_samples_csv_is_sorted_by_the_chosen_signal_and_says_so(capsys, short_ru
     best = run_main(capsys, MW, "--evaluate", str(copy / "model_best.pt"))
     assert best.returncode == 0 and "most suspect first by loss" in best.stdout
     # suspects says the order it finds the file in, and shows the column that sorted it
-    for name, order in (("samples-it14.csv", "by the mean margin in training, lowest first"), ("samples.csv", "by")):
+    for name, order in (("samples-it14.csv", "by the mean margin in training, lowest first"), ("samples.csv", default)):
         assert suspects.main([str(copy / name), "--top", "3", "--no_sheet"]) == 0
         out = capsys.readouterr().out.splitlines()
         assert f"the 3 most suspect ({order}" in out[0] and ("mean_margin" in out[1]) == (name != "samples.csv")

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from mwnet.engine.distributed import World
+from mwnet.runs.run_files import SAMPLE_ORDERS
 
 HISTORY_COLUMNS = ("mean_loss", "mean_margin", "early_loss", "early_margin")
-# The order of samples.csv, most suspect first: a column and its direction (1: highest first, -1: lowest first).
-FINAL_LOSS = ("loss", 1)
+# The column that orders samples.csv, most suspect first, in its direction (run_files.SAMPLE_ORDERS).
+FINAL_LOSS = "loss"
 ORDER = FINAL_LOSS
 
 
@@ -64,8 +65,10 @@ def table(data, model, vnet, method, epoch_weight=None, world=None, history=None
         weight = vnet(loss.unsqueeze(1)).squeeze(1).float().cpu().numpy()
     loss, predicted, probability = (t.float().cpu().numpy() for t in (loss, predicted, probability))
     positions = np.arange(len(loss))
-    sorted_by, sign = ORDER if history is not None else FINAL_LOSS  # a best model's file: no history
-    score = sign * (loss if sorted_by == "loss" else np.asarray(history[sorted_by], dtype=np.float64))
+    sorted_by = ORDER if history is not None else FINAL_LOSS  # a best model's file: no history
+    score = SAMPLE_ORDERS[sorted_by] * (
+        loss if sorted_by == "loss" else np.asarray(history[sorted_by], dtype=np.float64)
+    )
     drawn = ~np.isnan(score)  # a sample never drawn has no history: after the others, by its final loss
     order = np.lexsort((positions, -loss, -np.where(drawn, score, 0.0), ~drawn))
     given, clean = data.noisy_labels, data.clean_labels

@@ -56,6 +56,9 @@ SAMPLE_COLUMNS = ("rank", "index", "path", "given_label", "given_class", "predic
 SAMPLE_COLUMNS += ("probability", "loss", "weight", "epoch_weight")
 SAMPLE_COLUMNS_BEFORE = (*SAMPLE_COLUMNS, "clean_label", "corrupted")  # the header before the history was kept
 SAMPLE_COLUMNS += ("mean_loss", "mean_margin", "early_loss", "early_margin", "clean_label", "corrupted")
+# The columns a samples file may be sorted by, most suspect first, and their direction (1: highest first, -1:
+# lowest first): engine/samples.ORDER picks one, suspects.py says which one a file is in.
+SAMPLE_ORDERS = {"loss": 1, "mean_margin": -1, "mean_loss": 1, "early_margin": -1, "early_loss": 1}
 CHECKPOINT, BEST, LOG, LOCK, TENSORBOARD = "checkpoint.pt", "model_best.pt", "train.log", ".lock", "tb"
 META_BEST = "model_meta_best.pt"  # the model of the highest accuracy on the meta set: chosen without a test label
 # Written first into every run directory this project makes: a folder without it is never written into.

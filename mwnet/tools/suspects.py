@@ -16,7 +16,16 @@ import numpy as np
 
 from mwnet.cli import Parser
 from mwnet.errors import UserError
-from mwnet.runs.run_files import CONFIG, SAMPLE_COLUMNS, SAMPLES, is_ours, iter_samples, read_json, write_atomic
+from mwnet.runs.run_files import (
+    CONFIG,
+    SAMPLE_COLUMNS,
+    SAMPLE_ORDERS,
+    SAMPLES,
+    is_ours,
+    iter_samples,
+    read_json,
+    write_atomic,
+)
 
 
 def parse(argv):
@@ -38,13 +47,13 @@ def _number(text, digits):
     return "-" if text == "" else f"{float(text):.{digits}f}"
 
 
-# The orders a samples file may be in (engine/samples.ORDER picks one; a best model's file: the loss), in words.
-ORDERS = {
-    "loss": (1, "the final model's loss, highest first"),
-    "mean_margin": (-1, "the mean margin in training, lowest first"),
-    "mean_loss": (1, "the mean training loss, highest first"),
-    "early_margin": (-1, "the mean margin before the lr drop, lowest first"),
-    "early_loss": (1, "the mean loss before the lr drop, highest first"),
+# The orders a samples file may be in (run_files.SAMPLE_ORDERS; engine/samples.ORDER picks one), in words.
+ORDER_WORDS = {
+    "loss": "the final model's loss, highest first",
+    "mean_margin": "the mean margin in training, lowest first",
+    "mean_loss": "the mean training loss, highest first",
+    "early_margin": "the mean margin before the lr drop, lowest first",
+    "early_loss": "the mean loss before the lr drop, highest first",
 }
 
 
@@ -54,7 +63,7 @@ class OrderCheck:
 
     def __init__(self, column):
         self.at, self.loss_at = SAMPLE_COLUMNS.index(column), SAMPLE_COLUMNS.index("loss")
-        self.sign, self.holds, self.last, self.empty = ORDERS[column][0], True, None, False
+        self.sign, self.holds, self.last, self.empty = SAMPLE_ORDERS[column], True, None, False
 
     def feed(self, row):
         if not self.holds:
@@ -76,9 +85,9 @@ class OrderCheck:
 
 def collect(path, top):
     """The file's first `top` rows as {column: list of text}, every row's `corrupted` cell and the column the file
-    is sorted by (None: none of ORDERS): what is printed and drawn, read in little memory whatever the length."""
+    is sorted by (None: none of SAMPLE_ORDERS): what is printed and drawn, read in little memory whatever the length."""
     head, corrupted, at = [], [], SAMPLE_COLUMNS.index("corrupted")
-    checks = {column: OrderCheck(column) for column in ORDERS}
+    checks = {column: OrderCheck(column) for column in SAMPLE_ORDERS}
     for row in iter_samples(path):
         if len(head) < top:
             head.append(row)
@@ -101,7 +110,7 @@ def report(rows, every, top, path, sorted_by="loss"):
     (every: each row's corrupted cell); sorted_by: the column the file was found sorted by (None: none known)."""
     n = len(every)
     if sorted_by:
-        lines = [f"{path}: {n} training samples; the {min(top, n)} most suspect (by {ORDERS[sorted_by][1]}):"]
+        lines = [f"{path}: {n} training samples; the {min(top, n)} most suspect (by {ORDER_WORDS[sorted_by]}):"]
     else:
         lines = [
             f"{path}: {n} training samples; its first {min(top, n)} (the file is in none of samples.csv's orders):"
