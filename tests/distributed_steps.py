@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under torchrun (2 gloo processes): 5 iterations of each method's step, each
 process on its slice of the same global batches, the states saved for the test to compare with one process."""
 
+import datetime
 import os
 import sys
 
@@ -63,7 +64,7 @@ def run(case, batch_norm=False, rank=0, size=1, reduce=None):
 
 
 def main(out):
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=2))  # a hang ends as an error, not at 600 s
     rank, size = dist.get_rank(), dist.get_world_size()
     states = {case: run(case, False, rank, size, Reduce()) for case in CASES}
     states["batch_norm"] = run(("mwnet", "jvp", True), True, rank, size, Reduce())
