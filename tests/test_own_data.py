@@ -432,6 +432,7 @@ def test_runs_on_two_folders_stay_apart_in_the_summary_and_the_runner(capsys, ow
 def test_pretrained_weights_bring_imagenet_normalisation_and_no_image_is_measured(own, tmp_path, monkeypatch):
     """A folder with --arch resnet50: 224 pixels; with --pretrained, ImageNet's normalisation (the weights'
     own), recorded as such, and no pass over the images to measure one; without, the folder's, measured."""
+    from mwnet.data import streamed
     from mwnet.data.catalog import IMAGENET_MEAN_STD
     from mwnet.engine import components
     from mwnet.engine.options import parse_args
@@ -443,7 +444,7 @@ def test_pretrained_weights_bring_imagenet_normalisation_and_no_image_is_measure
     measured = components.read_streamed(parse_args(MW, flags))
     assert measured.folder["normalisation"] == "measured on 36 training images"
     assert measured.mean_std != IMAGENET_MEAN_STD
-    monkeypatch.setattr(components, "measure_mean_std", lambda *a: pytest.fail("measured with --pretrained"))
+    monkeypatch.setattr(streamed, "measure_mean_std", lambda *a: pytest.fail("measured with --pretrained"))
     args = parse_args(MW, [*flags, "--pretrained", str(weights)])
     given = components.read_streamed(args)
     assert (

@@ -16,13 +16,13 @@ import torch
 
 import mwnet
 from mwnet.data import cifar_n, exclude, subset
-from mwnet.data.catalog import CLASS_NAMES, IMAGENET_MEAN_STD, MEAN_STD, NUM_CLASSES, STREAMED
-from mwnet.data.clothing1m import read_clothing1m
+from mwnet.data.catalog import spec
 from mwnet.data.device_loader import DeviceLoader
 from mwnet.data.files import default_root, load_arrays, path_bytes
 from mwnet.data.noise import make_noisy_split
 from mwnet.engine.options import PRECISIONS
 from mwnet.errors import UserError
+from mwnet.method import method
 from mwnet.models import build_model
 from mwnet.models.meta_layers import VNet
 
@@ -111,7 +111,7 @@ class Data:
 def test_arrays(args):
     """The test set's images and labels (its first 200 in a dry run)."""
     root = default_root(args.dataset, args.data_path)
-    images, labels, _ = load_arrays(args.dataset, root, False, args.download or args.dataset != "fashionmnist")
+    images, labels, _ = load_arrays(args.dataset, root, False, args.download or spec(args.dataset).downloads)
     if args.dry_run:
         images, labels = images[:DRY_RUN_TEST_IMAGES], labels[:DRY_RUN_TEST_IMAGES]
     return images, labels
@@ -119,11 +119,11 @@ def test_arrays(args):
 
 def load_test(args, device, arrays=None):
     """The test set as a loader on the device."""
-    if args.dataset in STREAMED:
+    if spec(args.dataset).streamed:
         sets = read_streamed(args)
         return streamed_test(args, device, sets.test, sets.mean_std)
     images, labels = test_arrays(args) if arrays is None else arrays
-    mean, std = MEAN_STD[args.dataset]
+    mean, std = spec(args.dataset).mean_std
     batch = EVAL_BATCH.get(device.type, 100)
     return DeviceLoader(images, labels, batch, device=device, mean=mean, std=std, augment=False, channels_last=True)
 
@@ -135,11 +135,17 @@ def run_seeds(seed):
 
 def class_count(args):
     """The number of classes of the run's dataset (a folder's: its training set's)."""
-    if args.dataset in NUM_CLASSES:
-        return NUM_CLASSES[args.dataset]
+    if spec(args.dataset).num_classes is not None:
+        return spec(args.dataset).num_classes
     from mwnet.data.folder import read_folder
 
     return len(read_folder(args.data_path).classes)
+
+
+def image_size(args):
+    """The side of the images the classifier sees: --image_size for a streamed dataset, else 32 (held in memory
+    at 32 x 32)."""
+    return args.image_size if spec(args.dataset).streamed else 32
 
 
 def fingerprint(*arrays):
@@ -160,7 +166,7 @@ def check_sizes(args, n_train, n_meta, k):
         raise UserError(
             f"--batch_size {args.batch_size} is larger than the training set ({n_train} images); pass a smaller one"
         )
-    if args.method != "erm" and args.meta_source == "clean" and n_meta == 0:
+    if method(args.method).meta_set and args.meta_source == "clean" and n_meta == 0:
         raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
 
 
@@ -180,68 +186,9 @@ def streamed_test(args, device, test, mean_std):
     return StreamLoader(files, batch, device, *mean_std, workers=workers(args))
 
 
-@dataclass
-class Streamed:
-    """The image lists of a streamed dataset, checked: (paths, labels) of each set; the meta pool's (Clothing1M's
-    clean validation list, a folder's meta split) or None; the classes; the normalisation."""
-
-    train: tuple
-    pool: tuple | None
-    test: tuple
-    train_clean: np.ndarray  # -1 where unknown
-    classes: list
-    mean_std: tuple
-    folder: dict | None = None
-
-
 def read_streamed(args):
-    """Clothing1M's lists, or a user's folder (data/folder.py) with its normalisation: every file checked, every
-    size too (a folder's class count is known once it is read), before anything is written."""
-    if args.dataset == "clothing1m":
-        sets, train_clean = read_clothing1m(args.data_path)
-        names = list(CLASS_NAMES["clothing1m"])
-        return Streamed(sets["train"], sets["val"], sets["test"], train_clean, names, MEAN_STD["clothing1m"])
-    from mwnet.data.folder import STATS_SAMPLE, read_folder
-
-    f = read_folder(args.data_path)
-    k = len(f.classes)
-    if args.meta_source == "selected" and args.num_meta % k:  # a clean meta set is the meta split, whole
-        raise UserError(
-            f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes in {args.data_path} ({k}), so that the meta set is class-balanced"
-        )
-    if args.method != "erm" and args.meta_source == "clean" and f.sets["meta"] is None:
-        where = "meta/" if f.layout == "imagefolder" else "meta.csv"
-        raise UserError(
-            f"{args.data_path} holds no clean meta set ({where}); add one, or pass --meta_source selected to select it from the training images"
-        )
-    mean_std = IMAGENET_MEAN_STD if args.pretrained else measure_mean_std(args, f.sets["train"][0])
-    record = {**f.describe(), "mean": list(mean_std[0]), "std": list(mean_std[1])}
-    sampled = min(len(f.sets["train"][0]), STATS_SAMPLE)
-    record["normalisation"] = "imagenet" if args.pretrained else f"measured on {sampled} training images"
-    return Streamed(f.sets["train"], f.sets["meta"], f.sets["test"], f.train_clean, f.classes, mean_std, record)
-
-
-def measure_mean_std(args, paths):
-    """Per-channel mean and std in [0, 1] of up to STATS_SAMPLE training images, evenly spaced through the list,
-    resized and centre-cropped as the test images are; rounded to 4 places (the values config.json records)."""
-    from mwnet.data.folder import sample_positions
-    from mwnet.data.stream_loader import ImageFiles, StreamLoader
-
-    at = sample_positions(len(paths))
-    files = ImageFiles(
-        args.data_path, [paths[i] for i in at], np.zeros(len(at), dtype=np.int64), args.image_size, False
-    )
-    loader = StreamLoader(files, 100, "cpu", (0.0,) * 3, (1.0,) * 3, workers=workers(args), channels_last=False)
-    total = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
-    for x, _, _ in loader.in_order():
-        x = x.double()
-        total += x.sum((0, 2, 3))
-        squares += (x * x).sum((0, 2, 3))
-    n = len(at) * args.image_size**2
-    mean = total / n
-    std = (squares / n - mean**2).clamp_min(0).sqrt().clamp_min(1 / 255)  # constant images: no division by 0
-    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+    """A streamed dataset's lists, checked, with its normalisation (data/streamed.py: its spec's reader)."""
+    return spec(args.dataset).read(args, workers(args))
 
 
 def build_streamed(args, device, seeds):
@@ -257,17 +204,17 @@ def build_streamed(args, device, seeds):
         train_idx, noisy, keep = exclude.drop(args, train_idx, noisy)
         train_paths, train_clean = [train_paths[i] for i in keep], train_clean[keep]
     pool_paths, pool_labels = sets.pool or ([], np.zeros(0, dtype=np.int64))
-    if args.dataset == "clothing1m":
-        meta_idx, _, _ = make_noisy_split(pool_labels, k, clean_meta(args), "unif", 0.0, args.seed)
-    else:  # the user's meta set is the meta set
+    if spec(args.dataset).meta_pool_whole:  # the user's meta set is the meta set
         meta_idx = np.arange(len(pool_paths) if clean_meta(args) else 0, dtype=np.int64)
+    else:  # a class-balanced draw from the clean pool, seeded: the protocol's split function
+        meta_idx, _, _ = make_noisy_split(pool_labels, k, clean_meta(args), "unif", 0.0, args.seed)
     check_sizes(args, len(train_paths), len(meta_idx), k)
     mean, std = sets.mean_std
     common = dict(device=device, mean=mean, std=std, workers=workers(args))
     files = ImageFiles(args.data_path, train_paths, noisy, args.image_size, args.augment)  # --no-augment: centre crops
     train = StreamLoader(files, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
     meta = None
-    if args.method != "erm" and args.meta_source == "clean":
+    if method(args.method).meta_set and args.meta_source == "clean":
         meta_files = [pool_paths[i] for i in meta_idx]
         files = ImageFiles(args.data_path, meta_files, pool_labels[meta_idx], args.image_size, args.augment)
         meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
@@ -294,12 +241,13 @@ def build_streamed(args, device, seeds):
 
 def build_data(args, device, seeds):
     """The split, its noisy labels and the three loaders; sizes are checked before anything goes to the device."""
-    if args.dataset in STREAMED:
+    about = spec(args.dataset)
+    if about.streamed:
         return build_streamed(args, device, seeds)
     root = default_root(args.dataset, args.data_path)
-    download = args.download or args.dataset != "fashionmnist"  # the original downloads CIFAR when it is missing
+    download = args.download or about.downloads  # the original downloads CIFAR when it is missing
     images, labels, coarse = load_arrays(args.dataset, root, True, download)
-    k = NUM_CLASSES[args.dataset]
+    k = about.num_classes
     human, source = None, None
     if args.corruption_type == "human":
         human, source = human_labels(args, labels)
@@ -316,11 +264,11 @@ def build_data(args, device, seeds):
     if args.exclude_top:
         train_idx, noisy, _ = exclude.drop(args, train_idx, noisy)
     check_sizes(args, len(train_idx), len(meta_idx), k)
-    mean, std = MEAN_STD[args.dataset]
+    mean, std = about.mean_std
     common = dict(device=device, mean=mean, std=std, channels_last=True, augment=args.augment)
     train = DeviceLoader(images[train_idx], noisy, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
     meta = None
-    if args.method != "erm" and args.meta_source == "clean":
+    if method(args.method).meta_set and args.meta_source == "clean":
         meta_labels = labels[meta_idx]
         meta = DeviceLoader(
             images[meta_idx], meta_labels, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common
@@ -335,7 +283,7 @@ def build_data(args, device, seeds):
     data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
     data.noise_source = source
     data.subset = subset.describe(np.sort(train_idx)) if args.train_subset else None
-    data.classes = list(CLASS_NAMES.get(args.dataset, [str(c) for c in range(k)]))
+    data.classes = list(about.class_names or [str(c) for c in range(k)])
     if args.meta_source == "selected":
         check_selectable(args, noisy, k)
     own = dict(device=device, mean=mean, std=std, channels_last=True)
@@ -412,12 +360,12 @@ def build_learner(args, num_classes, device, seed):
     cuda = device.type == "cuda"
     # The fast path, the same numbers up to rounding: channels_last convolutions (cuDNN and oneDNN on the
     # CPU both run them faster), fused optimiser steps on CUDA.
-    model = build_model(args, num_classes).to(device, memory_format=torch.channels_last)
+    model = build_model(args, num_classes, image_size(args)).to(device, memory_format=torch.channels_last)
     fused = {"fused": True} if cuda else {}
     sgd = dict(momentum=args.momentum, nesterov=args.nesterov, **fused)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, weight_decay=args.weight_decay, **sgd)
     vnet = vnet_optimizer = None
-    if args.method == "mwnet":
+    if method(args.method).vnet:
         vnet = VNet(1, 100, 1).to(device)
         if args.vnet_optimizer == "adam":
             vnet_optimizer = torch.optim.Adam(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **fused)

@@ -19,6 +19,7 @@ from mwnet.engine.components import (
     build_learner,
     class_count,
     environment,
+    image_size,
     load_test,
     pick_device,
     run_seeds,
@@ -28,6 +29,7 @@ from mwnet.engine.loop_state import WINDOWS, Progress, Tally, epoch_weight, rest
 from mwnet.engine.options import args_from_stored, given_flags, name_baseline, parse_args
 from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
+from mwnet.method import method
 from mwnet.models import build_model
 from mwnet.models.meta_layers import VNet
 from mwnet.runs.reporting import Reporter, TensorBoard, banner, silence
@@ -54,7 +56,7 @@ from mwnet.untrusted import check_state
 def start(args, config, run_dir, data, learner, device, seeds, world):
     """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
     progress = Progress.new(len(data.train_idx), device, len(data.train), data.train.batch_size)
-    tally = Tally(device, meta=args.method != "erm")
+    tally = Tally(device, meta=method(args.method).meta_set)
     current = run_dir.status() if args.resume else None
     if current == "finished":
         print(f"{run_dir.path} has finished; nothing to continue (results in {run_dir.file('results.json')})")
@@ -320,7 +322,7 @@ def evaluate_checkpoint(script, args, argv):
     device = pick_device(args.device)
     set_numerics(args.precision, args.deterministic)
     test = load_test(args, device)
-    model = build_model(args, class_count(args)).to(device, memory_format=torch.channels_last)
+    model = build_model(args, class_count(args), image_size(args)).to(device, memory_format=torch.channels_last)
     check_state(
         model, state["model"], "the model its config names", "pass a checkpoint.pt or model_best.pt of a run", name=path
     )
@@ -370,7 +372,7 @@ def write_samples(args, path, state, model, device, step):
         say(f"note: {name} not written: {folder} is not a run directory of this project")
         return
     vnet = None
-    if state.get("vnet") is not None and args.method == "mwnet":
+    if state.get("vnet") is not None and method(args.method).vnet:
         vnet = VNet(1, 100, 1).to(device)
         check_state(
             vnet, state["vnet"], "a meta-weight-net", "pass a checkpoint.pt or model_best.pt of a run", name=path

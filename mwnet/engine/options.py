@@ -10,10 +10,11 @@ import math
 import re
 
 from mwnet.cli import Parser
-from mwnet.data.catalog import DATASETS, NUM_CLASSES, STREAMED
+from mwnet.data.catalog import DATASETS, spec
 from mwnet.data.cifar_n import HUMAN_LABELS, VARIANTS
 from mwnet.data.noise import CORRUPTION_TYPES
 from mwnet.errors import UserError
+from mwnet.method import METHODS, method
 from mwnet.models import ARCHS
 
 PRESETS = {
@@ -49,26 +50,6 @@ PRESETS = {
     },
 }
 DERIVED = ("script", "unit", "sampling")  # set from the preset, not flags
-# --dataset clothing1m: the defaults of its protocol (README, "Clothing1M"; the assumed ones are marked there),
-# for the flags not given. The iteration-counted script takes the same length in iterations of batch 32
-# (an epoch of the 1,037,497 noisy training images is about 32,400 of them).
-DATASET_PRESETS = {
-    "clothing1m": {
-        "arch": "resnet50",
-        "pretrained": "imagenet",
-        "batch_size": 32,
-        "lr": 0.01,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1e-3,
-        "num_meta": 7000,
-        "epoch": {"epochs": 10, "milestones": [5], "eval_every": 1, "warmup": 1},
-        "iter": {"iters": 324000, "milestones": [162000], "eval_every": 32400, "warmup": 32400},
-    },
-    # A user's own images (data/folder.py): the script's schedule, at 32 x 32 unless the flags say otherwise
-    # (224 for ResNet-50), the meta set from meta/ (or meta.csv) where the folder has one, else selected.
-    "folder": {"image_size": 32, "epoch": {}, "iter": {}},
-}
 LAPTOP_EPOCHS, LAPTOP_MILESTONES = 40, [24, 32]
 # --protocol laptop: a run a CPU finishes (docs/results-fashion-mnist.md, "The laptop protocol"): the small
 # classifier on a fixed class-balanced subset of 5,000 Fashion-MNIST training images, the clean meta set (2 %
@@ -320,7 +301,7 @@ def build_parser(script):
     n.add_argument(
         "--method",
         default="mwnet",
-        choices=("mwnet", "l2rw", "erm"),
+        choices=tuple(METHODS),
         help="mwnet, learning-to-reweight, or plain training (erm) with the same schedule",
     )
     n.add_argument(
@@ -456,7 +437,8 @@ def parse_args(script, argv):
     unit = PRESETS[script]["unit"]
     if args.protocol:
         apply_preset(args, PROTOCOLS[args.protocol], unit, given)
-    if args.dataset in DATASET_PRESETS:
+    data = spec(args.dataset)
+    if data.preset is not None:
         typed = given_flags(script, argv)
         if {"corruption_prob", "corruption_type", "imb_factor"} & set(typed):
             raise UserError(
@@ -464,25 +446,20 @@ def parse_args(script, argv):
             )
         if args.protocol:
             raise UserError(f"--protocol {args.protocol} is not for --dataset {args.dataset}; leave one of them out")
-        apply_preset(args, DATASET_PRESETS[args.dataset], unit, given)
+        apply_preset(args, data.preset, unit, given)
         if args.arch != "resnet50" and "pretrained" not in given:  # ImageNet weights are ResNet-50's
             args.pretrained = None
         args.corruption_prob = 0.0  # recorded as no synthetic noise
-        if args.dataset == "folder":
-            if args.arch == "resnet50" and "image_size" not in given:
-                args.image_size = 224
-            if "meta_source" not in given:  # a folder without a clean meta set: one selected from its training set
-                from mwnet.data.folder import has_meta
-
-                args.meta_source = "clean" if has_meta(args.data_path) or args.method == "erm" else "selected"
+        if data.defaults is not None:
+            data.defaults(args, given)
     if args.corruption_type == "human":
         if "corruption_prob" in given_flags(script, argv):
             raise UserError(
                 "--corruption_prob does not apply to -ctype human (the labels are the annotators'); leave it out"
             )
         args.corruption_prob = 0.0  # recorded as no synthetic noise
-        if args.human_labels is None and args.dataset == "cifar100":
-            args.human_labels = "noisy"
+        if args.human_labels is None:
+            args.human_labels = data.human_labels
     args.script = script
     args.unit = unit
     args.sampling = PRESETS[script]["sampling"]
@@ -511,7 +488,7 @@ def name_baseline(args):
     argv = ["--dataset", args.dataset, "--method", args.method] + (
         ["--protocol", args.protocol] if args.protocol else []
     )
-    if args.dataset == "folder":  # whether the folder has a meta set decides its default --meta_source
+    if spec(args.dataset).named_by_path:  # a folder: whether it has a meta set decides its default --meta_source
         argv += ["--data_path", args.data_path]
     return vars(parse_args(args.script, argv))
 
@@ -611,7 +588,8 @@ def check_args(args):
     if not 0 <= args.corruption_prob <= 1:
         raise UserError(f"--corruption_prob must lie in [0, 1], got {args.corruption_prob}")
     # What the split would refuse, checked here too, so that it is said before any data is read or downloaded.
-    k = NUM_CLASSES.get(args.dataset)  # a folder's: known once it is read (components.read_streamed)
+    data = spec(args.dataset)
+    k = data.num_classes  # a folder's: known once it is read (components.read_streamed)
     if args.corruption_type == "human":
         if args.dataset not in VARIANTS:
             raise UserError(
@@ -625,7 +603,7 @@ def check_args(args):
             raise UserError("-ctype human takes the whole training set; leave --imb_factor out")
     elif args.human_labels or args.noise_file:
         raise UserError("--human_labels and --noise_file go with -ctype human; leave them out or pass -ctype human")
-    if args.corruption_type == "hierarchical" and args.dataset != "cifar100":
+    if args.corruption_type == "hierarchical" and not data.coarse_classes:
         raise UserError(
             "hierarchical noise needs CIFAR-100's coarse classes: use --dataset cifar100 or another --corruption_type"
         )
@@ -638,7 +616,7 @@ def check_args(args):
             raise UserError(
                 f"--train_subset ({args.train_subset}) must be a positive multiple of the number of classes ({k}), so that the subset is class-balanced"
             )
-        if args.dataset in STREAMED or args.corruption_type == "human" or args.imb_factor is not None:
+        if data.streamed or args.corruption_type == "human" or args.imb_factor is not None:
             raise UserError(
                 "--train_subset takes a subset of CIFAR or Fashion-MNIST with synthetic noise; leave it out with --dataset clothing1m, -ctype human or --imb_factor"
             )
@@ -650,7 +628,7 @@ def check_args(args):
         raise UserError(
             "--meta_from inside takes the meta set from inside --train_subset; pass one, or leave the flag out"
         )
-    if args.clean_warmup and (args.meta_source != "clean" or args.method == "erm"):
+    if args.clean_warmup and (args.meta_source != "clean" or not method(args.method).meta_set):
         raise UserError(
             "--clean_warmup is a warm-up before MW-Net or L2RW with a clean meta set (a selected one has its own); leave it out"
         )
@@ -674,12 +652,12 @@ def check_args(args):
         raise UserError(f"--workers must not be negative, got {args.workers}")
     if not 16 <= args.image_size <= 1024:
         raise UserError(f"--image_size must lie in [16, 1024], got {args.image_size}")
-    if args.dataset in STREAMED and args.arch == "wrn" and args.image_size != 32:
+    if data.streamed and args.arch == "wrn" and args.image_size != 32:
         raise UserError(f"--arch wrn takes 32 x 32 images; pass --image_size 32, not {args.image_size}")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate exclude each other: --evaluate only reads a checkpoint")
     if args.meta_source == "selected":
-        if args.method == "erm":
+        if not method(args.method).meta_set:
             raise UserError(
                 "--meta_source selected picks a meta set for --method mwnet or l2rw; plain training has none"
             )

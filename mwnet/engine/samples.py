@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mwnet.engine.distributed import World
+from mwnet.method import method
 from mwnet.runs.run_files import SAMPLE_ORDERS
 
 HISTORY_COLUMNS = ("mean_loss", "mean_margin", "early_loss", "early_margin")
@@ -53,7 +54,7 @@ def predictions(model, loader, world=None):
 
 
 @torch.no_grad()
-def table(data, model, vnet, method, epoch_weight=None, world=None, history=None):
+def table(data, model, vnet, method_name, epoch_weight=None, world=None, history=None):
     """samples.csv's columns (run_files.SAMPLE_COLUMNS), one value per training sample, most suspect first (by
     ORDER's column, or the final loss where there is no history), and the name of the column that sorted them.
     epoch_weight: each sample's mean weight over the last epoch of training (NaN where not drawn in it), or None
@@ -61,7 +62,7 @@ def table(data, model, vnet, method, epoch_weight=None, world=None, history=None
     (each sample's mean loss and margin in training, over every draw and before the first lr drop), or None."""
     loss, predicted, probability = predictions(model, data.training_loader(), world)
     weight = None
-    if method == "mwnet" and vnet is not None:
+    if method(method_name).vnet and vnet is not None:
         weight = vnet(loss.unsqueeze(1)).squeeze(1).float().cpu().numpy()
     loss, predicted, probability = (t.float().cpu().numpy() for t in (loss, predicted, probability))
     positions = np.arange(len(loss))
@@ -74,7 +75,9 @@ def table(data, model, vnet, method, epoch_weight=None, world=None, history=None
     given, clean = data.noisy_labels, data.clean_labels
     names = data.classes or [str(c) for c in range(data.num_classes)]
     predicted = predicted.astype(np.int64)
-    kept = None if method == "erm" or epoch_weight is None else np.asarray(epoch_weight, dtype=np.float64)
+    kept = (
+        None if not method(method_name).meta_set or epoch_weight is None else np.asarray(epoch_weight, dtype=np.float64)
+    )
     columns = {
         "rank": positions + 1,
         "index": data.train_idx[order],

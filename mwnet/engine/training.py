@@ -21,7 +21,7 @@ from mwnet.engine.components import (
 from mwnet.engine.distributed import World
 from mwnet.engine.loop_state import Progress, Tally, checkpoint_state
 from mwnet.errors import UserError
-from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step
+from mwnet.method import PLAIN, method
 from mwnet.runs.reporting import Reporter, TensorBoard, evaluation_line, training_line
 from mwnet.runs.run_files import META_BEST, RunDir
 
@@ -142,29 +142,13 @@ def vnet_curve(vnet, device):
 
 
 def one_step(args, learner, data, x, y, lr, reduce=None, plain=False):
-    """One iteration of the method; plain: a step of plain training (a warm-up's, --meta_source selected or
-    --clean_warmup)."""
-    m = learner
-    if args.method == "erm" or data.meta is None or plain:  # plain training, or a warm-up
-        return erm_step(m.model, m.optimizer, x, y, reduce=reduce)
+    """One iteration of the method (its MethodSpec's step); plain: a step of plain training (a warm-up's,
+    --meta_source selected or --clean_warmup), as is every step before a meta set exists."""
+    spec = method(args.method)
+    if not spec.meta_set or data.meta is None or plain:
+        return PLAIN.step(learner, args, x, y, None, lr, reduce)
     mx, my, _ = data.meta.next_batch()
-    if args.method == "l2rw":
-        return l2rw_step(m.model, m.optimizer, x, y, mx, my, lr, meta_grad=args.meta_grad, reduce=reduce)
-    return mwnet_step(
-        m.model,
-        m.vnet,
-        m.optimizer,
-        m.vnet_optimizer,
-        x,
-        y,
-        mx,
-        my,
-        lr,
-        normalize=args.normalize_weights,
-        meta_grad=args.meta_grad,
-        detach_vnet_input=args.detach_vnet_input,
-        reduce=reduce,
-    )
+    return spec.step(learner, args, x, y, (mx, my), lr, reduce)
 
 
 class StopSignals:

@@ -17,8 +17,9 @@ def model_label(config):
     return names.get(arch, str(arch))
 
 
-def build_model(args, num_classes):
-    """The classifier a run's flags name (args.arch, and the WideResNet's shape flags)."""
+def build_model(args, num_classes, image_size=32):
+    """The classifier a run's flags name (args.arch, and the WideResNet's shape flags), for images of
+    image_size x image_size (the small classifier's head depends on it)."""
     if args.arch == "resnet32":
         from mwnet.models.resnet import ResNet32
 
@@ -28,10 +29,9 @@ def build_model(args, num_classes):
 
         return ResNet34(num_classes)
     if args.arch == "smallcnn":  # the laptop protocol's (--protocol laptop)
-        from mwnet.data.catalog import STREAMED
         from mwnet.models.small import SmallCNN
 
-        return SmallCNN(num_classes, in_size=args.image_size if args.dataset in STREAMED else 32)
+        return SmallCNN(num_classes, in_size=image_size)
     if args.arch == "resnet50":  # torchvision's; its ImageNet weights are loaded at a fresh start (--pretrained)
         from mwnet.models.imagenet import resnet50
 

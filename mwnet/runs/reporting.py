@@ -15,6 +15,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from mwnet.data.catalog import spec
 from mwnet.models import model_label
 
 
@@ -37,9 +38,10 @@ def setting(args, noise_rate, data=None):
     parts = []
     if args.imb_factor:
         parts.append(f"long-tailed, imbalance factor {args.imb_factor:g}")
-    if args.dataset == "clothing1m":
-        return f"its web labels; {100 * noise_rate:.1f}% wrong among the training images that also have a clean label"
-    if args.dataset == "folder":
+    about = spec(args.dataset)
+    if about.own_labels and not about.named_by_path:
+        return f"its {about.noise_name} labels; {100 * noise_rate:.1f}% wrong among the training images that also have a clean label"
+    if about.named_by_path:
         known = data.clean_labels >= 0 if data is not None else None
         tail = (
             f"{100 * noise_rate:.1f}% wrong among the {int(known.sum())} with a clean label"
@@ -55,7 +57,7 @@ def setting(args, noise_rate, data=None):
 
 
 def meta_words(args, data, plan):
-    if args.meta_source == "clean" and args.dataset == "folder" and data.meta is not None:
+    if args.meta_source == "clean" and spec(args.dataset).meta_pool_whole and data.meta is not None:
         return f"{len(data.meta_idx)} meta (its meta split)"
     if args.meta_source == "clean":
         return f"{len(data.meta_idx)} meta" + (f", used from iteration {plan.warmup}" if args.clean_warmup else "")

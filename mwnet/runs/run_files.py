@@ -40,6 +40,7 @@ from functools import cached_property
 
 import numpy as np
 
+from mwnet.data.catalog import spec
 from mwnet.errors import UserError
 from mwnet.untrusted import torch_file
 
@@ -377,7 +378,7 @@ def table_config(config):
     --data_path is the dataset) adds its name and the digest of its lists (config.json's data_fingerprint), so
     that runs on two folders are never one row or one curve."""
     c = numbers_config(config)
-    if c.get("dataset") == "folder":
+    if spec(c.get("dataset")).named_by_path:
         name = os.path.basename((config.get("folder") or {}).get("path") or "?")
         c["data"] = f"{name} ({str(config.get('data_fingerprint'))[:8]})"
         for flag in ("corruption_type", "corruption_prob"):  # refused for a folder: its labels are its own
@@ -442,9 +443,10 @@ def default_run_name(config, baseline):
     noise = f"{config['corruption_type']}{config['corruption_prob']:g}"
     if config["corruption_type"] == "human":
         noise = f"human-{config['human_labels']}"
-    if config["dataset"] == "clothing1m":
-        noise = "web"
-    if config["dataset"] == "folder":  # the folder's name: two folders, two names (the data_path is a free flag)
+    data = spec(config["dataset"])
+    if data.noise_name:
+        noise = data.noise_name
+    if data.named_by_path:  # the folder's name: two folders, two names (the data_path is a free flag)
         folder = os.path.basename(os.path.normpath(os.path.abspath(config.get("data_path") or "data")))
         noise = re.sub(r"[^A-Za-z0-9_.+-]+", "_", folder).strip("._") or "data"
     if config.get("imb_factor"):

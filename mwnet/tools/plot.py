@@ -26,7 +26,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mwnet.cli import Parser
+from mwnet.data.catalog import spec
 from mwnet.errors import UserError  # noqa: E402
+from mwnet.method import METHODS
+from mwnet.method import method as method_spec
 from mwnet.models import model_label  # noqa: E402
 from mwnet.runs.run_files import config_key, read_run, table_config  # noqa: E402
 
@@ -37,7 +40,6 @@ ROW_NAMES = {
     "erm": "Plain (same schedule)",
     "erm_long": "Plain (BaseModel schedule)",
 }
-METHOD_NAMES = {"mwnet": "MW-Net", "l2rw": "L2RW", "erm": "Plain training"}
 STYLE = {"font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 8, "xtick.labelsize": 8}
 STYLE.update({"ytick.labelsize": 8, "lines.linewidth": 1.2, "axes.spines.top": False, "axes.spines.right": False})
 COLUMN = 3.4  # inches: one column of a two-column paper
@@ -49,7 +51,7 @@ def describe(config):
     noise = f"{c.get('corruption_type')}\u00a0{100 * c.get('corruption_prob', 0):g}%"
     if c.get("corruption_type") == "human":
         noise = f"human labels ({c.get('human_labels')})"
-    if c.get("dataset") in ("clothing1m", "folder"):  # the dataset's own labels, no synthetic noise
+    if spec(c.get("dataset")).own_labels:  # the dataset's own labels, no synthetic noise
         noise = "its own labels"
     words = {"model": model_label(c), "dataset": c.get("dataset"), "noise": noise}
     if c.get("imb_factor"):
@@ -79,7 +81,7 @@ class Series:
         folder = os.path.basename(os.path.dirname(os.path.normpath(runs[0].path)))
         method = self.config["method"]
         in_table = folder in ROW_NAMES and folder in (method, f"{method}_long", f"{method}_selected")
-        self.name = ROW_NAMES[folder] if in_table else METHOD_NAMES[method]
+        self.name = ROW_NAMES[folder] if in_table else method_spec(method).label
         self.in_table = in_table  # named by its table row, which also says where its meta set came from
         self.label = self.name
         # Never shown as a result without saying so: a dry run, a diverged or an unfinished run.
@@ -224,7 +226,8 @@ def plot_weight_histograms(series):
     """A panel per configuration: densities of the last weights of clean and of noisy samples; the counts in the
     panel's title and one legend below the panels, so that no legend covers the bars."""
     with_weights = [(s, [r for r in s.runs if r.weights is not None]) for s in series]
-    groups = [[(s, rs) for s, rs in with_weights if s.config["method"] == m and rs] for m in ("mwnet", "l2rw")]
+    weighted = [m.name for m in METHODS.values() if m.meta_set]  # the methods that weight the samples
+    groups = [[(s, rs) for s, rs in with_weights if s.config["method"] == m and rs] for m in weighted]
     panels = [p for g in groups for p in g]
     if not panels:
         return None

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from mwnet.cli import Parser
 from mwnet.data import folder
+from mwnet.data.catalog import spec
 from mwnet.engine.options import PRESETS, parse_args
 from mwnet.errors import UserError
 from mwnet.runs import run_files
@@ -80,7 +81,7 @@ def plan_task(command):
     if diffs:
         reason = f"holds a {run.status} run of another configuration ({'; '.join(diffs)})"
         return Task(command, words, args.out, "refused", reason)
-    if args.dataset == "folder":  # its --data_path is the dataset: the run must have been made on this one
+    if spec(args.dataset).named_by_path:  # its --data_path is the dataset: the run must have been made on this one
         try:
             other = folder.differs((run.config or {}).get("folder"), args.data_path)
         except UserError as e:

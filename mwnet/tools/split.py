@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from mwnet.cli import Parser
-from mwnet.data.catalog import DATASETS, NUM_CLASSES, STREAMED
+from mwnet.data.catalog import SPECS
 from mwnet.data.files import default_root, load_arrays
 from mwnet.data.noise import CORRUPTION_TYPES, make_noisy_split
 from mwnet.errors import UserError
@@ -20,7 +20,10 @@ from mwnet.errors import UserError
 def main(argv=None):
     p = Parser(description="Build a noisy split and print what it holds.")
     p.add_argument(
-        "--dataset", default="cifar10", choices=[d for d in DATASETS if d not in STREAMED], help="(default: cifar10)"
+        "--dataset",
+        default="cifar10",
+        choices=[d for d, s in SPECS.items() if not s.streamed],
+        help="(default: cifar10)",
     )
     p.add_argument(
         "--data_path",
@@ -45,7 +48,7 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="write meta_idx, train_idx, clean and noisy labels to this .npz")
     args = p.parse_args(argv)
     images, labels, coarse = load_arrays(args.dataset, default_root(args.dataset, args.data_path), True, args.download)
-    K = NUM_CLASSES[args.dataset]
+    K = SPECS[args.dataset].num_classes
     meta_idx, train_idx, noisy = make_noisy_split(
         labels, K, args.num_meta, args.corruption_type, args.corruption_prob, args.seed, coarse, args.imb_factor
     )

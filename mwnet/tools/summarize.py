@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 
 from mwnet.cli import Parser
+from mwnet.data.catalog import SPECS
 from mwnet.data.cifar_n import HUMAN_LABELS
 from mwnet.errors import UserError
 from mwnet.runs.run_files import config_differences, config_key, read_run, write_text_atomic
@@ -381,7 +382,7 @@ def markdown(runs, table, dataset, weights=False):
 def found_tables(runs):
     """(table, dataset) pairs that have a folder under runs: the tables in the paper's order, the known datasets
     first, then any other folder (whose runs are then shown, or named, rather than ignored)."""
-    known = ["cifar10", "cifar100", "fashionmnist"]
+    known = [name for name, about in SPECS.items() if not about.streamed]
     pairs = []
     for t in TABLES:
         folder = os.path.join(runs, t)

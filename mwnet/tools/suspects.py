@@ -146,11 +146,11 @@ def report(rows, every, top, path, sorted_by="loss"):
 
 def images(config, rows, count, data_path):
     """The first `count` samples' images as HxWx3 uint8 arrays, read from the run's data."""
-    from mwnet.data.catalog import STREAMED
+    from mwnet.data.catalog import spec
 
     dataset = config.get("dataset")
     root = data_path or config.get("data_path") or "./data"
-    if dataset in STREAMED:
+    if spec(dataset).streamed:
         from PIL import Image
 
         out = []
