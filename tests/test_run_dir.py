@@ -425,3 +425,58 @@ def test_a_crash_between_checkpoints_loses_only_what_follows_the_last(capsys, ci
     monkeypatch.setattr(training, "one_step", original)
     assert run_main(capsys, MW, "--resume", str(run)).returncode == 0
     assert_same_run(run, tmp_path / "whole")
+
+
+def test_a_read_only_run_directory_writes_nothing_whatever_is_called(tmp_path):
+    """torchrun's processes other than 0 hold a ReadOnlyRunDir: every method of a run directory that writes,
+    called with the arguments a run passes, leaves a run directory byte-identical, and a fresh folder absent;
+    the same calls on a RunDir do write (so that the check can fail)."""
+    import inspect
+
+    from mwnet.runs import run_files
+    from mwnet.runs.run_files import ReadOnlyRunDir, RunDir
+
+    n = 4
+    labels = np.arange(n) % 2
+    columns = {c: list(range(1, n + 1)) if c == "rank" else None for c in run_files.SAMPLE_COLUMNS}
+    calls = {
+        "prepare_fresh": (),
+        "remove_temporaries": (),
+        "save_checkpoint": ({"x": torch.zeros(2)},),
+        "save_best": ({"x": torch.zeros(2)},),
+        "append_metrics": ({"step": 1},),
+        "rewrite_metrics": ([{"step": 1}],),
+        "write_config": ({"seed": 1},),
+        "write_results": ({"status": "finished"},),
+        "save_split": (np.arange(2), np.arange(n), labels, labels),
+        "save_weights": (np.arange(n), labels, labels, np.zeros(n), np.ones(n)),
+        "save_samples": (columns,),
+        "save_meta_selection": ({"step": 1},),
+        "save_weighting_function": ([0.0, 1.0], [1.0, 0.5]),
+    }
+    writers = {
+        name
+        for name, f in inspect.getmembers(RunDir, inspect.isfunction)
+        if "_out." in inspect.getsource(f) and not name.startswith("_")
+    }
+    assert writers == set(calls), "a RunDir method that writes has no call here"  # a new one must be added
+    existing = tmp_path / "run"
+    (existing / "tb").mkdir(parents=True)
+    (existing / run_files.MARKER).write_text(run_files.MARKER_TEXT)
+    (existing / run_files.METRICS).write_text('{"step": 0}\n')
+    (existing / (run_files.TMP_PREFIX + "x")).write_text("left by a kill")
+    before = snapshot(str(existing))
+    for folder in (existing, tmp_path / "fresh"):
+        reader = ReadOnlyRunDir(str(folder))
+        with reader.owned():
+            reader.claim()
+            for name, args in calls.items():
+                getattr(reader, name)(*args)
+    assert snapshot(str(existing)) == before and (existing / "tb").is_dir() and not (tmp_path / "fresh").exists()
+    writer = RunDir(str(tmp_path / "written"))
+    with writer.owned():
+        for name, args in calls.items():
+            getattr(writer, name)(*args)
+    assert {run_files.CONFIG, run_files.RESULTS, run_files.SAMPLES, run_files.CHECKPOINT} <= set(
+        os.listdir(writer.path)
+    )

@@ -15,24 +15,21 @@ train.log                 what the run printed, appended on every start and resu
 .mwnet-run                the marker: written first, so that a folder without it is never written into
 
 One process owns a run directory for its whole life. Every file is written atomically (a temporary
-file moved over the old one), JSON never holds NaN or Infinity, and readers drop a torn last line
-of metrics.jsonl. This module imports torch only to read and write checkpoints, so the runner,
+file moved over the old one; atomic.py), JSON never holds NaN or Infinity, and readers drop a torn last line
+of metrics.jsonl. RunDir writes only through its writer, which a ReadOnlyRunDir (torchrun's other processes)
+replaces with one that writes nothing. Which flags make a configuration, and a run's name: identity.py. This module imports torch only to read and write checkpoints, so the runner,
 summarize.py and plot.py read runs without it.
 """
 
 import contextlib
 import csv
-import errno
 import fcntl
 import glob
-import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import socket
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -40,8 +37,26 @@ from functools import cached_property
 
 import numpy as np
 
-from mwnet.data.catalog import spec
 from mwnet.errors import UserError
+from mwnet.runs.atomic import (  # noqa: F401  (re-exported: the writers' and readers' one module)
+    TMP_PREFIX,
+    _torch_save,
+    save_npz_atomic,
+    to_json,
+    write_atomic,
+    write_json,
+    write_text_atomic,
+)
+from mwnet.runs.identity import (  # noqa: F401  (re-exported)
+    ADDED_FLAGS,
+    FREE_FLAGS,
+    config_differences,
+    config_key,
+    default_run_name,
+    merge_given,
+    numbers_config,
+    table_config,
+)
 from mwnet.untrusted import torch_file
 
 CONFIG, METRICS, RESULTS = "config.json", "metrics.jsonl", "results.json"
@@ -65,121 +80,12 @@ META_BEST = "model_meta_best.pt"  # the model of the highest accuracy on the met
 # Written first into every run directory this project makes: a folder without it is never written into.
 MARKER = ".mwnet-run"
 MARKER_TEXT = "A run directory of mwnet (Meta-Weight-Net reproduction); its files are described in docs/usage.md.\n"
-TMP_PREFIX = ".tmp-"
 # What a fresh start replaces in a directory that holds no run (no checkpoint, no results). train.log stays.
 PARTIAL = (CONFIG, METRICS, SPLIT, WEIGHTS, CURVE, BEST, META_BEST, TENSORBOARD, SELECTION, SAMPLES)
 
-# Flags that do not change a run's numbers: the only ones that may differ between a run and the command
-# that resumes it, evaluates it, or (in the runner) counts it as done.
-FREE_FLAGS = (
-    "out",
-    "name",
-    "resume",
-    "like",
-    "evaluate",
-    "device",
-    "data_path",
-    "download",
-    "print_freq",
-    "prefetch",
-    "tensorboard",
-    "checkpoint_every",
-    "accept_other_data",
-    "workers",
-)
-# What config.json records beside the flags.
-RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "world_size")
-RECORDED += ("environment", "train_subset_drawn", "folder")
 CHECKPOINT_KEYS = ("config", "device_type", "progress", "model", "vnet", "optimizer", "vnet_optimizer")
 CHECKPOINT_KEYS += ("train_loader", "meta_loader", "tally", "torch_rng", "cuda_rng")
 BEST_KEYS = ("config", "step", "test_acc", "model", "vnet")
-_MISSING = "(absent)"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-# ---------------------------------------------------------------- writing, atomically
-
-
-def _clean(obj):
-    """JSON-safe: non-finite floats become None (null), NumPy scalars plain numbers."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def to_json(obj, indent=None):
-    return json.dumps(_clean(obj), indent=indent, allow_nan=False)
-
-
-def _write_failure(path, e):
-    """One line for a failed write: what, why, and that the previous file is unchanged."""
-    folder = os.path.dirname(os.path.abspath(path))
-    full = isinstance(e, OSError) and e.errno == errno.ENOSPC
-    if not full and os.path.isdir(folder):
-        full = shutil.disk_usage(folder).free < 2**20
-    if full:
-        return UserError(
-            f"could not write {path}: the disk is full; free some space (the previous file is unchanged), then continue with --resume"
-        )
-    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
-    return UserError(
-        f"could not write {path} ({reason}); check the folder's permissions and space, or choose another --out"
-    )
-
-
-def write_atomic(path, write):
-    """Call write(tmp_path), then move it over `path`: readers see the old file or the whole new one.
-    A failure (full disk, no permission) removes the temporary file and raises one UserError line."""
-    tmp = None
-    try:
-        folder, name = os.path.split(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix="-" + name)  # torch.save wants the extension
-        os.close(fd)
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the file it replaces was not
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise _write_failure(path, e) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path, obj):
-    write_text_atomic(path, to_json(obj, indent=2) + "\n")
-
-
-def write_text_atomic(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    write_atomic(path, write)
-
-
-def save_npz_atomic(path, **arrays):
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
-            np.savez(f, **arrays)
-
-    write_atomic(path, write)
-
-
-def _torch_save(state, path):
-    import torch
-
-    try:
-        torch.save(state, path)
-    except RuntimeError as e:  # torch reports a failed write (a full disk among them) as a RuntimeError
-        raise OSError(errno.EIO, f"write failed: {str(e).splitlines()[0][:100]}") from None
 
 
 # ---------------------------------------------------------------- reading, for everyone
@@ -347,141 +253,13 @@ def read_run(run_dir):
     )
 
 
-# ---------------------------------------------------------------- configurations
-
-
-# Flags added since runs were first made, with the value that does what every run did before them: a config
-# without one is read as having it (resume, the runner's and the summary's comparisons).
-ADDED_FLAGS = {"protocol": None, "train_subset": 0, "meta_source": "clean", "clean_warmup": False}
-ADDED_FLAGS.update(meta_from="outside", exclude="", exclude_top=0)
-
-
-def numbers_config(config):
-    """The flags that change a run's numbers (every flag but FREE_FLAGS), without what config.json adds; a flag
-    added since the run was made at the value every run had before it; --warmup only where it counts (a
-    selected meta set)."""
-    c = {**ADDED_FLAGS, **{k: v for k, v in config.items() if k not in FREE_FLAGS and k not in RECORDED}}
-    if c["meta_source"] == "clean" and not c["clean_warmup"]:
-        c.pop("warmup", None)
-    return c
-
-
-def config_differences(there, here, leave_out=()):
-    """'flag value-there vs value-here' for each numbers-changing flag that differs (but those left out)."""
-    a, b = numbers_config(there), numbers_config(here)
-    keys = sorted(k for k in set(a) | set(b) if k not in leave_out and a.get(k, _MISSING) != b.get(k, _MISSING))
-    return [f"{k} {a.get(k, _MISSING)} vs {b.get(k, _MISSING)}" for k in keys]
-
-
-def table_config(config):
-    """numbers_config as the tables and figures tell configurations apart: a user's folder (--dataset folder, whose
-    --data_path is the dataset) adds its name and the digest of its lists (config.json's data_fingerprint), so
-    that runs on two folders are never one row or one curve."""
-    c = numbers_config(config)
-    if spec(c.get("dataset")).named_by_path:
-        name = os.path.basename((config.get("folder") or {}).get("path") or "?")
-        c["data"] = f"{name} ({str(config.get('data_fingerprint'))[:8]})"
-        for flag in ("corruption_type", "corruption_prob"):  # refused for a folder: its labels are its own
-            c.pop(flag, None)
-    return c
-
-
-def config_key(config, leave_out=("seed",)):
-    """A hashable key of a configuration: runs with equal keys differ only in `leave_out` and free flags."""
-    return json.dumps({k: v for k, v in table_config(config).items() if k not in leave_out}, sort_keys=True)
-
-
-def merge_given(stored, given, source):
-    """The flags a resumed or evaluated run goes on with: its own, except the free flags given beside it.
-    A numbers-changing flag given with another value is refused, every difference named in one line."""
-    diffs = [k for k in sorted(given) if k not in FREE_FLAGS and stored.get(k, _MISSING) != given[k]]
-    if diffs:
-        theirs = ", ".join(f"--{k} {stored.get(k, _MISSING)}" for k in diffs)
-        yours = ", ".join(f"--{k} {given[k]}" for k in diffs)
-        raise UserError(
-            f"{source} was made with {theirs}, not {yours}; leave those flags out to go on with the run's own, or start a new run with another --out"
-        )
-    flags = {k: v for k, v in stored.items() if k not in RECORDED}
-    flags.update(given)
-    return flags
-
-
-# Short forms of flags in run names (others go by their own name).
-SHORT_NAMES = {
-    "batch_size": "bs",
-    "epochs": "ep",
-    "iters": "it",
-    "milestones": "ms",
-    "eval_every": "ev",
-    "num_meta": "meta",
-    "momentum": "mom",
-    "weight_decay": "wd",
-    "nesterov": "nest",
-    "vnet_optimizer": "vopt",
-    "normalize_weights": "norm",
-    "precision": "prec",
-    "augment": "aug",
-    "clean_warmup": "cwarm",
-}
-NAMED_FLAGS = 4  # more flags than this beside the defaults: a digest of them instead
-
-
-def _name_value(value):
-    if isinstance(value, list):
-        return "_".join(_name_value(v) for v in value) or "none"
-    if isinstance(value, float):
-        return repr(value)  # the shortest text that reads back as the same float: 0.05 and 0.050001 stay apart
-    return "none" if value is None else str(value)
-
-
-def default_run_name(config, baseline):
-    """runs/<arch>-<dataset>-<noise or imbalance>-<method>[-<other flags>]-s<seed>: the flags that change the
-    numbers and differ from `baseline` (the script's defaults for the dataset and protocol) beside the ones the
-    name always says, in short forms (lr0.05-bs64), or a digest of them when they are many. Any two
-    configurations get two names; the same configuration, however typed, the same name."""
-    arch = config["arch"] if config["arch"] != "wrn" else f"wrn-{config['layers']}-{config['widen_factor']}"
-    noise = f"{config['corruption_type']}{config['corruption_prob']:g}"
-    if config["corruption_type"] == "human":
-        noise = f"human-{config['human_labels']}"
-    data = spec(config["dataset"])
-    if data.noise_name:
-        noise = data.noise_name
-    if data.named_by_path:  # the folder's name: two folders, two names (the data_path is a free flag)
-        folder = os.path.basename(os.path.normpath(os.path.abspath(config.get("data_path") or "data")))
-        noise = re.sub(r"[^A-Za-z0-9_.+-]+", "_", folder).strip("._") or "data"
-    if config.get("imb_factor"):
-        noise = f"imb{config['imb_factor']:g}" + (f"-{noise}" if config["corruption_prob"] else "")
-    if config.get("train_subset"):
-        noise += f"-sub{config['train_subset']}"
-    if config.get("protocol"):
-        noise += f"-{config['protocol']}"
-    if config.get("exclude_top"):  # the file by its path's digest: two files, two names
-        path = os.path.abspath(config["exclude"])
-        noise += f"-excl{config['exclude_top']}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
-    said = {"arch", "dataset", "corruption_type", "corruption_prob", "human_labels", "imb_factor", "train_subset"}
-    said |= {"exclude", "exclude_top"}
-    said |= {"protocol", "method", "seed", "dry_run"} | (
-        {"layers", "widen_factor"} if config["arch"] == "wrn" else set()
-    )
-    others = {k: v for k, v in sorted(numbers_config(config).items()) if k not in said and v != baseline.get(k)}
-    if len(others) > NAMED_FLAGS:
-        digest = hashlib.sha256(json.dumps(others, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        extra = f"-x{digest}"
-    else:
-        extra = "".join(f"-{SHORT_NAMES.get(k, k)}{_name_value(v)}" for k, v in others.items())
-    dry = "-dry" if config.get("dry_run") else ""
-    return f"{arch}-{config['dataset']}-{noise}-{config['method']}{extra}-s{config['seed']}{dry}"
-
-
-# ---------------------------------------------------------------- the run directory, owned by one process
-
-
 class RunDir:
     """A run directory: the lock, the fresh-start and resume rules, every file written and read back."""
 
     def __init__(self, path):
         self.path = path
         self._lock_fd = None
+        self._out = _Writer(path)  # every write goes through it: a read-only directory holds one that cannot write
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -543,7 +321,7 @@ class RunDir:
     def remove_temporaries(self):
         """Temporary files of writes cut short by a kill (each a full checkpoint for WRN-28-10)."""
         for path in glob.glob(self.file(TMP_PREFIX + "*")):
-            os.remove(path)
+            self._out.remove(os.path.basename(path))
 
     def prepare_fresh(self):
         """Under the lock: refuse a directory that holds a run, else clear what a stopped start left."""
@@ -554,21 +332,17 @@ class RunDir:
             raise UserError(f"{self.path} already holds {what}; {hint} choose another --out or --name")
         self.remove_temporaries()
         for name in PARTIAL:
-            path = self.file(name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+            self._out.remove(name)
 
     # -- checkpoints
 
     def save_checkpoint(self, state):
-        write_atomic(self.file(CHECKPOINT), lambda tmp: _torch_save(state, tmp))
+        self._out.atomic(CHECKPOINT, lambda tmp: _torch_save(state, tmp))
 
     def save_best(self, state, name=BEST):
         """model_best.pt (chosen by test accuracy, as the original's best), or model_meta_best.pt (by the meta
         set's accuracy)."""
-        write_atomic(self.file(name), lambda tmp: _torch_save(state, tmp))
+        self._out.atomic(name, lambda tmp: _torch_save(state, tmp))
 
     def load_checkpoint(self):
         path = self.file(CHECKPOINT)
@@ -582,25 +356,24 @@ class RunDir:
     # -- metrics, results and the rest
 
     def append_metrics(self, record):
-        with open(self.file(METRICS), "a") as f:
-            f.write(to_json(record) + "\n")
+        self._out.append(METRICS, to_json(record) + "\n")
 
     def rewrite_metrics(self, records):
         """On resume: exactly the evaluations the checkpoint holds (a later, torn or damaged line is not kept)."""
-        write_text_atomic(self.file(METRICS), "".join(to_json(r) + "\n" for r in records))
+        self._out.text(METRICS, "".join(to_json(r) + "\n" for r in records))
 
     def write_config(self, config):
-        write_json(self.file(CONFIG), config)
+        self._out.json(CONFIG, config)
 
     def read_config(self):
         return read_json(self.file(CONFIG))
 
     def write_results(self, results):
-        write_json(self.file(RESULTS), results)
+        self._out.json(RESULTS, results)
 
     def save_split(self, meta_idx, train_idx, clean_labels, noisy_labels):
-        save_npz_atomic(
-            self.file(SPLIT),
+        self._out.npz(
+            SPLIT,
             meta_idx=meta_idx,
             train_idx=train_idx,
             clean_labels=clean_labels,
@@ -609,8 +382,8 @@ class RunDir:
 
     def save_weights(self, train_idx, clean_labels, noisy_labels, loss, weight):
         is_noisy = clean_labels != noisy_labels
-        save_npz_atomic(
-            self.file(WEIGHTS),
+        self._out.npz(
+            WEIGHTS,
             train_idx=train_idx,
             clean_labels=clean_labels,
             noisy_labels=noisy_labels,
@@ -630,12 +403,12 @@ class RunDir:
                 writer.writerow(SAMPLE_COLUMNS)
                 writer.writerows([_cell(v) for v in row] for row in zip(*cols, strict=True))
 
-        write_atomic(self.file(name), write)
+        self._out.atomic(name, write)
 
     def save_meta_selection(self, record):
         """The selected meta set: positions in the training set (split.npz's train_idx), their original indices,
         the iteration, and the purity where clean labels are known (for the record: training never reads them)."""
-        write_json(self.file(SELECTION), record)
+        self._out.json(SELECTION, record)
 
     def save_weighting_function(self, grid, curve):
         def write(tmp):
@@ -644,12 +417,56 @@ class RunDir:
                 writer.writerow(["loss", "weight"])
                 writer.writerows(zip(grid, curve, strict=True))
 
-        write_atomic(self.file(CURVE), write)
+        self._out.atomic(CURVE, write)
+
+
+class _Writer:
+    """The one way a RunDir writes into its directory: atomically (atomic.py), or appending a line."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def atomic(self, name, write):
+        write_atomic(os.path.join(self.path, name), write)
+
+    def text(self, name, text):
+        write_text_atomic(os.path.join(self.path, name), text)
+
+    def json(self, name, obj):
+        write_json(os.path.join(self.path, name), obj)
+
+    def npz(self, name, **arrays):
+        save_npz_atomic(os.path.join(self.path, name), **arrays)
+
+    def append(self, name, text):
+        with open(os.path.join(self.path, name), "a") as f:
+            f.write(text)
+
+    def remove(self, name):
+        path = os.path.join(self.path, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+class _NoWriter:
+    """The writer of a process that must not write: each of _Writer's methods, doing nothing."""
+
+    def __getattr__(self, name):
+        if callable(getattr(_Writer, name, None)) and not name.startswith("__"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
 
 class ReadOnlyRunDir(RunDir):
     """The run directory as the processes other than 0 of a torchrun run see it: they read it (a checkpoint to
-    resume from), process 0 alone locks and writes it."""
+    resume from) and cannot write it, whatever they call: their writer writes nothing. Process 0 alone locks
+    and writes it, and alone refuses a directory that holds a run."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self._out = _NoWriter()
 
     @contextlib.contextmanager
     def owned(self):
@@ -661,12 +478,8 @@ class ReadOnlyRunDir(RunDir):
     def check_usable(self):
         pass
 
-    def _nothing(self, *args, **kwargs):
+    def prepare_fresh(self):
         pass
-
-    prepare_fresh = remove_temporaries = save_checkpoint = save_best = append_metrics = rewrite_metrics = _nothing
-    write_config = write_results = save_split = save_weights = save_weighting_function = save_meta_selection = _nothing
-    save_samples = _nothing
 
 
 def load_state(path, keys, what, state=None):
