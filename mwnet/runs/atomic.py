@@ -1,6 +1,6 @@
 """Writing a run's files atomically: a temporary file moved over the old one, so that a reader sees the old
 file or the whole new one; JSON never holds NaN or Infinity; a failed write (a full disk, no permission) is one
-line and leaves the previous file unchanged. Only the run directory's writer (run_files.RunDir) calls these."""
+line and leaves the previous file unchanged. A run directory (run_files.RunDir) writes through a Writer."""
 
 import errno
 import json
@@ -97,3 +97,43 @@ def _torch_save(state, path):
         torch.save(state, path)
     except RuntimeError as e:  # torch reports a failed write (a full disk among them) as a RuntimeError
         raise OSError(errno.EIO, f"write failed: {str(e).splitlines()[0][:100]}") from None
+
+
+class Writer:
+    """The one way a run directory (run_files.RunDir) writes into its folder: atomically, or appending a line."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def atomic(self, name, write):
+        write_atomic(os.path.join(self.path, name), write)
+
+    def text(self, name, text):
+        write_text_atomic(os.path.join(self.path, name), text)
+
+    def json(self, name, obj):
+        write_json(os.path.join(self.path, name), obj)
+
+    def npz(self, name, **arrays):
+        save_npz_atomic(os.path.join(self.path, name), **arrays)
+
+    def append(self, name, text):
+        with open(os.path.join(self.path, name), "a") as f:
+            f.write(text)
+
+    def remove(self, name):
+        path = os.path.join(self.path, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+class NoWriter:
+    """The writer of a process that must not write (run_files.ReadOnlyRunDir): each of Writer's methods, doing
+    nothing."""
+
+    def __getattr__(self, name):
+        if callable(getattr(Writer, name, None)) and not name.startswith("__"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)

@@ -28,7 +28,6 @@ import glob
 import json
 import math
 import os
-import shutil
 import socket
 import time
 import zipfile
@@ -40,6 +39,8 @@ import numpy as np
 from mwnet.errors import UserError
 from mwnet.runs.atomic import (  # noqa: F401  (re-exported: the writers' and readers' one module)
     TMP_PREFIX,
+    NoWriter,
+    Writer,
     _torch_save,
     save_npz_atomic,
     to_json,
@@ -259,7 +260,7 @@ class RunDir:
     def __init__(self, path):
         self.path = path
         self._lock_fd = None
-        self._out = _Writer(path)  # every write goes through it: a read-only directory holds one that cannot write
+        self._out = Writer(path)  # every write goes through it: a read-only directory holds one that cannot write
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -420,45 +421,6 @@ class RunDir:
         self._out.atomic(CURVE, write)
 
 
-class _Writer:
-    """The one way a RunDir writes into its directory: atomically (atomic.py), or appending a line."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def atomic(self, name, write):
-        write_atomic(os.path.join(self.path, name), write)
-
-    def text(self, name, text):
-        write_text_atomic(os.path.join(self.path, name), text)
-
-    def json(self, name, obj):
-        write_json(os.path.join(self.path, name), obj)
-
-    def npz(self, name, **arrays):
-        save_npz_atomic(os.path.join(self.path, name), **arrays)
-
-    def append(self, name, text):
-        with open(os.path.join(self.path, name), "a") as f:
-            f.write(text)
-
-    def remove(self, name):
-        path = os.path.join(self.path, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-
-
-class _NoWriter:
-    """The writer of a process that must not write: each of _Writer's methods, doing nothing."""
-
-    def __getattr__(self, name):
-        if callable(getattr(_Writer, name, None)) and not name.startswith("__"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
-
-
 class ReadOnlyRunDir(RunDir):
     """The run directory as the processes other than 0 of a torchrun run see it: they read it (a checkpoint to
     resume from) and cannot write it, whatever they call: their writer writes nothing. Process 0 alone locks
@@ -466,7 +428,7 @@ class ReadOnlyRunDir(RunDir):
 
     def __init__(self, path):
         super().__init__(path)
-        self._out = _NoWriter()
+        self._out = NoWriter()
 
     @contextlib.contextmanager
     def owned(self):
