@@ -80,9 +80,33 @@ class DatasetSpec:
     preset: dict | None = field(default=None, compare=False)
     # After the preset: defaults that depend on other flags or on the data, f(args, given flag names).
     defaults: Callable | None = field(default=None, compare=False)
-    # A streamed dataset's reader, f(args, loader workers) -> streamed.Streamed (its lists checked); held in
-    # memory: files.load_arrays reads it by name.
+    # Held in memory: its loader, f(root, train, download) -> (images N x 32 x 32 x 3 uint8, labels, coarse labels
+    # or None), and where it is read from when --data_path is left at its default, f(data_path) -> folder.
+    load: Callable | None = field(default=None, compare=False)
+    default_root: Callable | None = field(default=None, compare=False)
+    # Streamed: its reader, f(args, loader workers) -> streamed.Streamed (its lists checked).
     read: Callable | None = field(default=None, compare=False)
+
+
+def _cifar(name):
+    def load(root, train, download):
+        from mwnet.data.files import cifar_arrays
+
+        return cifar_arrays(root, name, train, download)
+
+    return load
+
+
+def _fashion(root, train, download):
+    from mwnet.data.files import fashion_arrays
+
+    return fashion_arrays(root, train, download)
+
+
+def _fashion_root(data_path):
+    from mwnet.data.files import fashion_root
+
+    return fashion_root(data_path)
 
 
 def _read_clothing1m(args, workers):
@@ -113,9 +137,25 @@ def _folder_defaults(args, given):
 SPECS = {
     spec.name: spec
     for spec in (
-        DatasetSpec("cifar10", 10, _NAMES["cifar10"], _MEAN_STD["cifar10"]),
-        DatasetSpec("cifar100", 100, None, _MEAN_STD["cifar100"], coarse_classes=True, human_labels="noisy"),
-        DatasetSpec("fashionmnist", 10, _NAMES["fashionmnist"], _MEAN_STD["fashionmnist"], downloads=False),
+        DatasetSpec("cifar10", 10, _NAMES["cifar10"], _MEAN_STD["cifar10"], load=_cifar("cifar10")),
+        DatasetSpec(
+            "cifar100",
+            100,
+            None,
+            _MEAN_STD["cifar100"],
+            coarse_classes=True,
+            human_labels="noisy",
+            load=_cifar("cifar100"),
+        ),
+        DatasetSpec(
+            "fashionmnist",
+            10,
+            _NAMES["fashionmnist"],
+            _MEAN_STD["fashionmnist"],
+            downloads=False,
+            load=_fashion,
+            default_root=_fashion_root,
+        ),
         # The defaults of its protocol (README, "Clothing1M"; the assumed ones are marked there). The
         # iteration-counted script takes the same length in iterations of batch 32 (an epoch of the 1,037,497
         # noisy training images is about 32,400 of them).

@@ -83,7 +83,7 @@ CIFAR_FILES = {
 }
 
 
-def _cifar_arrays(root, name, train, download):
+def cifar_arrays(root, name, train, download):
     """(images N x 32 x 32 x 3 uint8, fine labels, coarse labels or None) of CIFAR on disk."""
     base, train_files, test_files = CIFAR_FILES[name]
     folder = os.path.join(root, base)
@@ -181,7 +181,7 @@ def _fashion_files(root, train):
     return paths, None
 
 
-def _fashion_arrays(root, train, download=False):
+def fashion_arrays(root, train, download=False):
     """Fashion-MNIST from its idx files, zero-padded to 32 x 32 with three equal channels."""
     paths, missing = _fashion_files(root, train)
     if paths is None and download:
@@ -204,15 +204,24 @@ def _fashion_arrays(root, train, download=False):
 
 
 def load_arrays(dataset, root, train, download=False):
-    """Images (N x 32 x 32 x 3 uint8), labels and coarse labels (or None) of a dataset on disk."""
-    if dataset == "fashionmnist":
-        return _fashion_arrays(root, train, download)
-    return _cifar_arrays(root, dataset, train, download)
+    """Images (N x 32 x 32 x 3 uint8), labels and coarse labels (or None) of a dataset held in memory, by its
+    spec's loader (catalog.py)."""
+    from mwnet.data.catalog import spec
+
+    return spec(dataset).load(root, train, download)
 
 
 def default_root(dataset, data_path):
+    """The folder a dataset is read from: --data_path, or where its spec looks when --data_path is the default."""
+    from mwnet.data.catalog import spec
+
+    about = spec(dataset)
+    return about.default_root(data_path) if about.default_root is not None else data_path
+
+
+def fashion_root(data_path):
     """Fashion-MNIST reads from the Debian package's folder unless --data_path names another."""
-    if dataset == "fashionmnist" and data_path in (None, "", "./data", "data") and os.path.isdir(FASHION_MNIST_DIR):
+    if data_path in (None, "", "./data", "data") and os.path.isdir(FASHION_MNIST_DIR):
         return FASHION_MNIST_DIR
     return data_path
 

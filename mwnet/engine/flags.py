@@ -6,7 +6,7 @@ import math
 import re
 
 from mwnet.cli import Parser
-from mwnet.data.catalog import DATASETS
+from mwnet.data.catalog import SPECS
 from mwnet.data.cifar_n import HUMAN_LABELS
 from mwnet.data.noise import CORRUPTION_TYPES
 from mwnet.engine.presets import PRECISIONS, PRESETS, PROTOCOLS
@@ -76,7 +76,7 @@ def _original_flags(p, preset):
     o.add_argument(
         "--dataset",
         default="cifar10",
-        choices=DATASETS,
+        choices=tuple(SPECS),  # at each parse: a dataset registered after import is a choice too
         help="dataset; folder: your own images under --data_path (README, 'Your own data')",
     )
     o.add_argument("--corruption_prob", type=finite_float, default=0.4, help="label noise probability p in [0, 1]")
