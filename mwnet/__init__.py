@@ -1,13 +1,14 @@
 """Meta-Weight-Net (Shu et al., NeurIPS 2019) reproduced on today's PyTorch.
 
 The package behind the original's scripts (README, "Layout"):
-    mwnet.data     what a run trains and tests on: the noise protocol, the datasets' files, the loaders
+    mwnet.data     what a run trains and tests on: one spec per dataset (catalog.py), the noise protocol, the
+                   datasets' files, the loaders
     mwnet.models   the classifiers and the meta-weight-net, built from Meta layers
-    mwnet.method   one iteration of each method: MW-Net, L2RW, plain training
+    mwnet.method   one spec per method and its iteration: MW-Net, L2RW, plain training
     mwnet.engine   the training loop, its flags and the parts it is built from
     mwnet.runs     what a run writes, reads back and shows
-    mwnet.tools    commands over runs: the laptop comparison, the runner, the summary (the laptop ablations' table
-                   among its tables), the figures, the suspect labels, the split
+    mwnet.tools    the commands over runs (mwnet.__main__.TOOLS): laptop, runner, summarize (with by_config.py,
+                   and ablations.py's table), plot, suspects, split
 Commands: python -m mwnet --help.
 
 The method in one's own training loop (examples/own_loop.py): `from mwnet import VNet, mwnet_step` (and

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from mwnet.data.files import first_missing
+from mwnet.data.files import check_listed
 from mwnet.errors import UserError
 
 NUM_CLASSES = 14
@@ -75,9 +75,7 @@ def read_list(path, labels, labels_path):
 
 def check_images(root, paths, list_path):
     """Every listed image exists."""
-    i = first_missing(root, paths)
-    if i is not None:
-        raise UserError(f"{list_path}: image {i + 1}, {os.path.join(root, paths[i])}, does not exist")
+    check_listed(root, paths, lambda i, path: f"{list_path}: image {i + 1}, {path}, does not exist")
 
 
 def read_clothing1m(root):

@@ -246,3 +246,10 @@ def first_missing(root, paths):
         if name not in present[folder]:
             return i
     return None
+
+
+def check_listed(root, paths, missing):
+    """Every listed image exists (first_missing); else one line, missing(its position, its path under root)."""
+    i = first_missing(root, paths)
+    if i is not None:
+        raise UserError(missing(i, os.path.join(root, paths[i])))

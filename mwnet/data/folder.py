@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mwnet.data.files import first_missing
+from mwnet.data.files import check_listed
 from mwnet.errors import UserError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (compared in lower case, as there)
@@ -284,9 +284,7 @@ def _check_listed_once(listed_at):
 
 def _check_exist(root, paths, numbers, list_path):
     """Every listed image exists (a folder of that name is found later: it cannot be decoded)."""
-    i = first_missing(root, paths)
-    if i is not None:
-        raise UserError(f"{list_path}, line {numbers[i]}: {os.path.join(root, paths[i])} does not exist")
+    check_listed(root, paths, lambda i, path: f"{list_path}, line {numbers[i]}: {path} does not exist")
 
 
 def read_folder(root):

@@ -17,10 +17,10 @@ import os
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mwnet.data.files import path_bytes
+from mwnet.data.images import UnreadableImage, read_rgb
 from mwnet.errors import UserError
 
 
@@ -47,12 +47,9 @@ class ImageFiles(Dataset):
         path = os.path.join(self.root, os.fsdecode(self.paths[index]))
         label = int(self.labels[index])
         try:
-            with Image.open(path) as f:
-                image = TF.pil_to_tensor(TF.resize(f.convert("RGB"), self.resize))  # bilinear, antialiased
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            # Pillow's errors for a missing, truncated or foreign file, or one that decodes to a decompression bomb
-            reason = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), label, index, f"{path} ({reason})"
+            image = TF.pil_to_tensor(TF.resize(read_rgb(path), self.resize))  # bilinear, antialiased
+        except UnreadableImage as e:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), label, index, str(e)
         height, width = image.shape[-2:]
         if self.train:
             g = torch.Generator().manual_seed(draw)

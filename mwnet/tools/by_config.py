@@ -84,9 +84,10 @@ def _value(v):
     return "-" if v is None else str(v)
 
 
-def markdown(root, paths, weights=False):
-    """The table of the finished runs among `paths`, and the runs left out, named."""
-    rows, left_out = group(paths)
+def markdown(root, paths, weights=False, grouped=None):
+    """The table of the finished runs among `paths`, and the runs left out, named; grouped: group(paths), where
+    the caller has it already."""
+    rows, left_out = grouped if grouped is not None else group(paths)
     lines = [f"### Runs under {root}, by configuration", ""]
     if rows:
         configs = [table_config(runs[0].config) for runs in rows.values()]

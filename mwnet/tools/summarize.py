@@ -454,7 +454,7 @@ def main(argv=None):
     if ablated:
         print(ablations.markdown(args.runs))
     if others:
-        print(by_config.markdown(args.runs, others, args.weights))
+        print(by_config.markdown(args.runs, others, args.weights, grouped=(grouped, unfinished)))
     if args.csv:
         try:
             write_csv(args.csv, [c for t, d in pairs for c in cells(args.runs, t, d)[0]])

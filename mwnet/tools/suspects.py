@@ -151,17 +151,16 @@ def images(config, rows, count, data_path):
     dataset = config.get("dataset")
     root = data_path or config.get("data_path") or "./data"
     if spec(dataset).streamed:
-        from PIL import Image
+        from mwnet.data.images import UnreadableImage, read_rgb
 
         out = []
         for rel in rows["path"][:count]:
             path = os.path.join(root, rel)
             try:
-                with Image.open(path) as f:
-                    out.append(np.asarray(f.convert("RGB")))
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                out.append(np.asarray(read_rgb(path)))
+            except UnreadableImage as e:
                 raise UserError(
-                    f"cannot read the image {path} ({type(e).__name__}); pass --data_path where the run's images are, or --no_sheet"
+                    f"cannot read the image {path} ({e.kind}); pass --data_path where the run's images are, or --no_sheet"
                 ) from None
         return out
     from mwnet.data.files import default_root, load_arrays
