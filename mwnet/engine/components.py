@@ -225,8 +225,6 @@ def build_streamed(args, device, seeds):
     is_noisy = torch.as_tensor(known & (train_clean != noisy), device=device)
     is_clean = torch.as_tensor(known & (train_clean == noisy), device=device)
     test = streamed_test(args, device, sets.test, sets.mean_std)
-    data = Data(train, meta, test, meta_idx, train_idx, train_clean, noisy, is_noisy, k, digest, None, is_clean)
-    data.classes, data.folder, data.paths = sets.classes, sets.folder, train_paths
     if args.meta_source == "selected":
         check_selectable(args, noisy, k)
 
@@ -235,8 +233,23 @@ def build_streamed(args, device, seeds):
         files = ImageFiles(args.data_path, [train_paths[i] for i in at], noisy[list(at)], args.image_size, augment)
         return StreamLoader(files, args.batch_size, sampling=sampling, seed=seed, **common)
 
-    data.training_loader = training_loader
-    return data
+    return Data(
+        train,
+        meta,
+        test,
+        meta_idx,
+        train_idx,
+        train_clean,
+        noisy,
+        is_noisy,
+        k,
+        digest,
+        is_clean=is_clean,
+        training_loader=training_loader,
+        classes=sets.classes,
+        folder=sets.folder,
+        paths=train_paths,
+    )
 
 
 def build_data(args, device, seeds):
@@ -280,10 +293,6 @@ def build_data(args, device, seeds):
         images, labels, *test, *([] if human is None else [human]), *excluded
     )  # with the flags: the split
     test_loader = load_test(args, device, test)
-    data = Data(train, meta, test_loader, meta_idx, train_idx, labels[train_idx], noisy, is_noisy, k, digest)
-    data.noise_source = source
-    data.subset = subset.describe(np.sort(train_idx)) if args.train_subset else None
-    data.classes = list(about.class_names or [str(c) for c in range(k)])
     if args.meta_source == "selected":
         check_selectable(args, noisy, k)
     own = dict(device=device, mean=mean, std=std, channels_last=True)
@@ -295,8 +304,22 @@ def build_data(args, device, seeds):
         lab = noisy if positions is None else noisy[positions]
         return DeviceLoader(images[at], lab, args.batch_size, sampling=sampling, seed=seed, augment=augment, **own)
 
-    data.training_loader = training_loader
-    return data
+    return Data(
+        train,
+        meta,
+        test_loader,
+        meta_idx,
+        train_idx,
+        labels[train_idx],
+        noisy,
+        is_noisy,
+        k,
+        digest,
+        noise_source=source,
+        subset=subset.describe(np.sort(train_idx)) if args.train_subset else None,
+        training_loader=training_loader,
+        classes=list(about.class_names or [str(c) for c in range(k)]),
+    )
 
 
 def clean_meta(args):
