@@ -121,3 +121,36 @@ def test_the_run_file_readers_import_without_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_one_place_per_dataset_and_method_and_no_file_or_function_too_long():
+    """Outside mwnet/data/ no module compares against a dataset's name, outside mwnet/method/ none against a
+    method's (the paper tables' specifications in summarize.py and ablations.py aside: their rows are methods
+    and their cells datasets); models/ imports nothing of data/; no file of the package over 500 lines, no
+    function over 80."""
+    import ast
+    import glob
+    import re
+
+    from mwnet.data.catalog import SPECS
+    from mwnet.method import METHODS
+
+    names = "|".join(map(re.escape, [*SPECS, *METHODS]))
+    compared = re.compile(rf"""(==|!=|\bin\b)\s*[(\[{{]?\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
+    tables = {"mwnet/tools/summarize.py", "mwnet/tools/ablations.py"}
+    found, long = [], []
+    for path in sorted(glob.glob(os.path.join(ROOT, "mwnet", "**", "*.py"), recursive=True)):
+        rel = os.path.relpath(path, ROOT)
+        text = open(path).read()
+        if rel.startswith(("mwnet/data/", "mwnet/method/")) or rel in tables:
+            pass
+        else:
+            found += [f"{rel}: {m.group(0)}" for m in compared.finditer(text)]
+        if rel.startswith("mwnet/models/"):
+            found += [f"{rel}: imports data" for line in text.splitlines() if re.match(r"\s*from mwnet\.data", line)]
+        if len(text.splitlines()) > 500:
+            long.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{rel}: {node.name} {node.end_lineno - node.lineno + 1} lines")
+    assert not found and not long, found + long
