@@ -8,8 +8,10 @@ len(training loader) iterations: with shuffled passes, its one weight of the las
 random batches, the mean of its draws in them). Then its history in training, at no extra pass: the mean of
 its training losses and of its margins (the logit of the given label minus the largest other; Pleiss et al.,
 2020) over every draw (mean_loss, mean_margin) and over the draws before the first lr drop (early_loss,
-early_margin), before memorisation. Sorted from the most to the least suspect: by the final loss, highest
-first, ties by position.
+early_margin), before memorisation. Sorted from the most to the least suspect by ORDER: the mean loss before the
+first lr drop, highest first (ties by the final loss, then by position), the signal that found the corrupted
+labels best in benchmarks/bench_label_errors.py (docs/results-fashion-mnist.md, "Finding the wrong labels");
+a file without a history (a best model's) by the final loss.
 
 Not by the weight: MW-Net's weight is a function of the loss alone, so where the learned function falls with
 the loss (label noise, the paper's figures) the two orders agree but for ties where it saturates, which the
@@ -29,7 +31,7 @@ from mwnet.runs.run_files import SAMPLE_ORDERS
 HISTORY_COLUMNS = ("mean_loss", "mean_margin", "early_loss", "early_margin")
 # The column that orders samples.csv, most suspect first, in its direction (run_files.SAMPLE_ORDERS).
 FINAL_LOSS = "loss"
-ORDER = FINAL_LOSS
+ORDER = "early_loss"
 
 
 @torch.no_grad()

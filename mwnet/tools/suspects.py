@@ -18,6 +18,7 @@ from mwnet.cli import Parser
 from mwnet.errors import UserError
 from mwnet.runs.run_files import (
     CONFIG,
+    RESULTS,
     SAMPLE_COLUMNS,
     SAMPLE_ORDERS,
     SAMPLES,
@@ -83,9 +84,11 @@ class OrderCheck:
         self.last = value
 
 
-def collect(path, top):
+def collect(path, top, declared=None):
     """The file's first `top` rows as {column: list of text}, every row's `corrupted` cell and the column the file
-    is sorted by (None: none of SAMPLE_ORDERS): what is printed and drawn, read in little memory whatever the length."""
+    is sorted by (None: none of SAMPLE_ORDERS): what is printed and drawn, read in little memory whatever the length.
+    declared: the column the run says sorted it (results.json's samples_sorted_by), named where the file holds it
+    and others hold too (before the first lr drop and over every draw are one window in a run without one)."""
     head, corrupted, at = [], [], SAMPLE_COLUMNS.index("corrupted")
     checks = {column: OrderCheck(column) for column in SAMPLE_ORDERS}
     for row in iter_samples(path):
@@ -94,7 +97,8 @@ def collect(path, top):
         corrupted.append(row[at])
         for check in checks.values():
             check.feed(row)
-    sorted_by = next((c for c, check in checks.items() if check.holds), None)
+    first = [declared] if declared in checks else []
+    sorted_by = next((c for c in [*first, *checks] if checks[c].holds), None)
     return {name: [r[i] for r in head] for i, name in enumerate(SAMPLE_COLUMNS)}, corrupted, sorted_by
 
 
@@ -197,8 +201,9 @@ def main(argv=None):
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
         path = os.path.join(args.run, SAMPLES) if os.path.isdir(args.run) else args.run
-        rows, every, sorted_by = collect(path, args.top)
         folder = os.path.dirname(os.path.abspath(path))
+        results = read_json(os.path.join(folder, RESULTS)) if os.path.basename(path) == SAMPLES else None
+        rows, every, sorted_by = collect(path, args.top, (results or {}).get("samples_sorted_by"))
         for line in report(rows, every, args.top, path, sorted_by):
             print(line)
         if args.no_sheet:
