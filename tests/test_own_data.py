@@ -121,7 +121,9 @@ def test_the_suspects_command_prints_the_top_and_draws_them(capsys, own, tmp_pat
     capsys.readouterr()
     assert suspects.main([run, "--top", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "the 4 most suspect (by the final model's loss, highest first)" in out[0]
+    from mwnet.engine.samples import ORDER
+
+    assert f"the 4 most suspect (by {suspects.ORDER_WORDS[ORDER]})" in out[0]
     assert [line.split()[1] for line in out[2:6]] == [r["path"] for r in rows[:4]]
     assert out[-1] == f"contact sheet: {os.path.join(run, 'suspects.png')}"
     with open(os.path.join(run, "suspects.png"), "rb") as f:

@@ -13,15 +13,22 @@ import mwnet
 from mwnet.engine import training
 from mwnet.engine.components import build_learner
 from mwnet.engine.options import parse_args
+from mwnet.method import meta_step
 
 
-def test_the_example_trains_and_reads_out_the_weights(capsys):
+def test_the_example_trains_and_reads_out_the_weights(capsys, monkeypatch):
     example = runpy.run_path(os.path.join(ROOT, "examples", "own_loop.py"), run_name="own_loop")
     with one_thread():
         model, vnet, out = example["main"](iterations=2)
     assert out["weights"].shape == (32,) and bool(((out["weights"] > 0) & (out["weights"] < 1)).all())
     assert capsys.readouterr().out.count("iteration ") == 2
-    assert isinstance(vnet, mwnet.VNet) and mwnet.mwnet_step is training.mwnet_step
+    assert isinstance(vnet, mwnet.VNet) and mwnet.mwnet_step is meta_step.mwnet_step
+    called = []  # and the scripts' loop takes its MW-Net step through that same function
+    monkeypatch.setattr(meta_step, "mwnet_step", lambda *a, **k: called.append(a) or {})
+    learner = types.SimpleNamespace(model=model, vnet=vnet, optimizer=None, vnet_optimizer=None)
+    data = types.SimpleNamespace(meta=types.SimpleNamespace(next_batch=lambda: (1, 2, 3)))
+    training.one_step(parse_args(MW, []), learner, data, "x", "y", 0.1)
+    assert len(called) == 1 and called[0][:2] == (model, vnet) and called[0][6:8] == (1, 2)
 
 
 def test_a_step_through_the_public_entry_point_is_the_scripts_step():

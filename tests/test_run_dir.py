@@ -40,7 +40,7 @@ from conftest import (
 from mwnet.engine import launch, training
 from mwnet.engine.options import parse_args
 from mwnet.errors import UserError
-from mwnet.runs import run_files
+from mwnet.runs import atomic, run_files
 
 
 def quiet_main(*argv):
@@ -238,7 +238,7 @@ def test_a_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(capsys, ru
         return real_save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk)
-    monkeypatch.setattr(run_files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
     checkpoint = (run / "checkpoint.pt").read_bytes()
     result = run_main(capsys, MW, "--resume", str(run))
     assert_one_line_error(result, f"could not write {run / 'checkpoint.pt'}: the disk is full", "--resume")
