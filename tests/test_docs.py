@@ -139,3 +139,14 @@ def test_the_runs_and_seeds_stated_for_each_table_script_are_what_it_plans():
         assert number == (runs if what == "runs" else seeds), (
             f"{doc}: {script}: {number} {what}, plans {runs} runs of {seeds} seeds"
         )
+
+
+def test_the_label_error_tables_are_what_the_benchmark_summarizes_from_the_committed_files():
+    """docs/results-fashion-mnist.md, "Finding the wrong labels": bench_label_errors --summarize over
+    results/bench_label_errors, verbatim (the settings' table, each setting's, the clean-and-retrain tables)."""
+    from benchmarks.bench_label_errors import summarize
+
+    printed = summarize(os.path.join(ROOT, "results", "bench_label_errors")).strip()
+    assert "Over the settings" in printed and "clean and retrain" in printed and "shortened check" not in printed
+    with open(os.path.join(ROOT, "docs", "results-fashion-mnist.md")) as f:
+        assert printed in f.read()
