@@ -2,6 +2,7 @@
 resumes as the uninterrupted run after a signal or a crash, is refused in one line where it cannot select, and
 its selection is the lowest-loss images of each class by an independent reference (a sort per class)."""
 
+import dataclasses
 import json
 import signal
 
@@ -73,10 +74,9 @@ def test_no_clean_label_is_read(capsys, whole, tmp_path, monkeypatch):
 
     def garbage(args, device, seeds):
         data = build(args, device, seeds)
-        data.clean_labels = np.random.default_rng(7).integers(0, 10, len(data.clean_labels))
-        data.is_noisy = torch.as_tensor(data.clean_labels != data.noisy_labels)
-        data.is_clean = ~data.is_noisy
-        return data
+        clean = np.random.default_rng(7).integers(0, 10, len(data.clean_labels))
+        is_noisy = torch.as_tensor(clean != data.noisy_labels)
+        return dataclasses.replace(data, clean_labels=clean, is_noisy=is_noisy, is_clean=~is_noisy)
 
     monkeypatch.setattr(launch, "build_data", garbage)
     out = tmp_path / "garbage"

@@ -17,16 +17,15 @@ import torch
 import mwnet
 from mwnet.data import cifar_n, exclude, subset
 from mwnet.data.catalog import spec
-from mwnet.data.device_loader import DeviceLoader
 from mwnet.data.files import default_root, load_arrays, path_bytes
 from mwnet.data.noise import make_noisy_split
+from mwnet.data.split import InMemory, OnDisk, Split
 from mwnet.engine.options import PRECISIONS
 from mwnet.errors import UserError
 from mwnet.method import method
 from mwnet.models import build_model
 from mwnet.models.meta_layers import VNet
 
-EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate slower (benchmarks/bench_eval.py)
 DRY_RUN_TEST_IMAGES = 200
 
 
@@ -74,38 +73,42 @@ def autocast(precision, device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=PRECISIONS[precision][1])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Data:
-    train: DeviceLoader
-    meta: DeviceLoader | None
-    test: DeviceLoader
+    """A run's data on the device, built once (build_data); a meta set selected later makes a new one
+    (engine/meta_selection.py)."""
+
+    train: object  # the training loader (DeviceLoader or StreamLoader), the noisy labels
+    meta: object | None  # the meta set's loader (None: no meta set, or a selected one not yet made)
+    test: object
     meta_idx: np.ndarray
     train_idx: np.ndarray
-    clean_labels: np.ndarray
+    clean_labels: np.ndarray  # -1 where unknown
     noisy_labels: np.ndarray
-    is_noisy: torch.Tensor
+    is_noisy: torch.Tensor  # where the clean label is known and differs
+    is_clean: torch.Tensor  # where the clean label is known and equal
     num_classes: int
     fingerprint: str  # of the training and test images and labels: resume checks it (components.fingerprint)
+    images: object  # the training images (data/split.py: InMemory or OnDisk), for training_loader
+    classes: list  # the classes' names by index
     noise_source: dict | None = None  # -ctype human: the label file, its SHA-256, the variant
-    is_clean: torch.Tensor | None = None  # where the clean label is known and equal (default: not is_noisy)
     subset: dict | None = None  # --train_subset: what config.json records of it (data/subset.py)
-    # --meta_source selected: a loader over training images at given positions, with their noisy labels (positions
-    # None: all of them, in order, unaugmented); and the selection once made (engine/meta_selection.py)
-    training_loader: object = None
-    selection: dict | None = None
-    classes: list | None = None  # the classes' names by index, where known
     folder: dict | None = None  # --dataset folder: what config.json records of it (data/folder.py)
     paths: list | None = None  # a streamed dataset's training images, relative to --data_path
-
-    def __post_init__(self):
-        if self.is_clean is None:
-            self.is_clean = ~self.is_noisy
+    selection: dict | None = None  # --meta_source selected, once made: its record (engine/meta_selection.py)
 
     @property
     def noise_rate(self):
         """The share of wrong labels among the training images whose clean label is known (-1: unknown)."""
         known = self.clean_labels >= 0
         return float(np.mean(self.clean_labels[known] != self.noisy_labels[known])) if known.any() else 0.0
+
+    def training_loader(self, positions=None, augment=False, sampling="epoch", seed=0):
+        """The training images at `positions` (None: all, in order), with their noisy labels: the selected meta
+        set's loader, and the unaugmented pass behind samples.csv."""
+        if positions is None:
+            return self.images.loader(self.noisy_labels, sampling, seed, augment)
+        return self.images.take(positions).loader(self.noisy_labels[positions], sampling, seed, augment)
 
 
 def test_arrays(args):
@@ -117,15 +120,13 @@ def test_arrays(args):
     return images, labels
 
 
-def load_test(args, device, arrays=None):
+def load_test(args, device):
     """The test set as a loader on the device."""
     if spec(args.dataset).streamed:
         sets = read_streamed(args)
         return streamed_test(args, device, sets.test, sets.mean_std)
-    images, labels = test_arrays(args) if arrays is None else arrays
-    mean, std = spec(args.dataset).mean_std
-    batch = EVAL_BATCH.get(device.type, 100)
-    return DeviceLoader(images, labels, batch, device=device, mean=mean, std=std, augment=False, channels_last=True)
+    images, labels = test_arrays(args)
+    return InMemory(images, spec(args.dataset).mean_std, device, args.batch_size).evaluation_loader(labels)
 
 
 def run_seeds(seed):
@@ -175,15 +176,15 @@ def workers(args):
     return args.workers if args.workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def streamed_test(args, device, test, mean_std):
-    from mwnet.data.stream_loader import ImageFiles, StreamLoader  # torchvision: imported for streamed data only
+def on_disk(args, device, paths, mean_std):
+    return OnDisk(args.data_path, paths, args.image_size, mean_std, device, args.batch_size, workers(args))
 
+
+def streamed_test(args, device, test, mean_std):
     paths, labels = test
     if args.dry_run:
         paths, labels = paths[:DRY_RUN_TEST_IMAGES], labels[:DRY_RUN_TEST_IMAGES]
-    files = ImageFiles(args.data_path, paths, labels, args.image_size, train=False)
-    batch = 256 if device.type == "cuda" else args.batch_size
-    return StreamLoader(files, batch, device, *mean_std, workers=workers(args))
+    return on_disk(args, device, paths, mean_std).evaluation_loader(labels)
 
 
 def read_streamed(args):
@@ -191,12 +192,10 @@ def read_streamed(args):
     return spec(args.dataset).read(args, workers(args))
 
 
-def build_streamed(args, device, seeds):
+def streamed_split(args, device):
     """Clothing1M: the noisy training list, a class-balanced meta set from the clean validation list (the
     protocol's split function, seeded), the clean test list. A folder: its training and test sets, its meta
     split whole as the clean meta set. Every file checked before any is used."""
-    from mwnet.data.stream_loader import ImageFiles, StreamLoader
-
     sets = read_streamed(args)
     (train_paths, noisy), train_clean, k = sets.train, sets.train_clean, len(sets.classes)
     train_idx = np.arange(len(train_paths), dtype=np.int64)  # samples.csv's index: the position in the list
@@ -208,55 +207,32 @@ def build_streamed(args, device, seeds):
         meta_idx = np.arange(len(pool_paths) if clean_meta(args) else 0, dtype=np.int64)
     else:  # a class-balanced draw from the clean pool, seeded: the protocol's split function
         meta_idx, _, _ = make_noisy_split(pool_labels, k, clean_meta(args), "unif", 0.0, args.seed)
-    check_sizes(args, len(train_paths), len(meta_idx), k)
-    mean, std = sets.mean_std
-    common = dict(device=device, mean=mean, std=std, workers=workers(args))
-    files = ImageFiles(args.data_path, train_paths, noisy, args.image_size, args.augment)  # --no-augment: centre crops
-    train = StreamLoader(files, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
-    meta = None
-    if method(args.method).meta_set and args.meta_source == "clean":
-        meta_files = [pool_paths[i] for i in meta_idx]
-        files = ImageFiles(args.data_path, meta_files, pool_labels[meta_idx], args.image_size, args.augment)
-        meta = StreamLoader(files, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common)
     listed = [path_bytes(p) for p in (train_paths, pool_paths, sets.test[0])]
     named = [path_bytes(sets.classes), np.asarray(sets.mean_std, dtype=np.float64)]
     digest = fingerprint(*listed, noisy, pool_labels, sets.test[1], train_clean, *(named if sets.folder else []))
-    known = train_clean >= 0
-    is_noisy = torch.as_tensor(known & (train_clean != noisy), device=device)
-    is_clean = torch.as_tensor(known & (train_clean == noisy), device=device)
-    test = streamed_test(args, device, sets.test, sets.mean_std)
-    if args.meta_source == "selected":
-        check_selectable(args, noisy, k)
-
-    def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
-        at = range(len(train_paths)) if positions is None else positions
-        files = ImageFiles(args.data_path, [train_paths[i] for i in at], noisy[list(at)], args.image_size, augment)
-        return StreamLoader(files, args.batch_size, sampling=sampling, seed=seed, **common)
-
-    return Data(
-        train,
-        meta,
-        test,
-        meta_idx,
-        train_idx,
-        train_clean,
+    test_paths, test_labels = sets.test
+    if args.dry_run:
+        test_paths, test_labels = test_paths[:DRY_RUN_TEST_IMAGES], test_labels[:DRY_RUN_TEST_IMAGES]
+    return Split(
+        on_disk(args, device, train_paths, sets.mean_std),
         noisy,
-        is_noisy,
-        k,
+        train_clean,
+        train_idx,
+        on_disk(args, device, pool_paths, sets.mean_std).take(meta_idx),
+        pool_labels[meta_idx],
+        meta_idx,
+        on_disk(args, device, test_paths, sets.mean_std),
+        test_labels,
         digest,
-        is_clean=is_clean,
-        training_loader=training_loader,
-        classes=sets.classes,
+        sets.classes,
         folder=sets.folder,
         paths=train_paths,
     )
 
 
-def build_data(args, device, seeds):
-    """The split, its noisy labels and the three loaders; sizes are checked before anything goes to the device."""
+def memory_split(args, device):
+    """A dataset held in memory: the noise protocol's split (or the human labels', or a subset's), its noisy labels."""
     about = spec(args.dataset)
-    if about.streamed:
-        return build_streamed(args, device, seeds)
     root = default_root(args.dataset, args.data_path)
     download = args.download or about.downloads  # the original downloads CIFAR when it is missing
     images, labels, coarse = load_arrays(args.dataset, root, True, download)
@@ -276,49 +252,60 @@ def build_data(args, device, seeds):
         )
     if args.exclude_top:
         train_idx, noisy, _ = exclude.drop(args, train_idx, noisy)
-    check_sizes(args, len(train_idx), len(meta_idx), k)
-    mean, std = about.mean_std
-    common = dict(device=device, mean=mean, std=std, channels_last=True, augment=args.augment)
-    train = DeviceLoader(images[train_idx], noisy, args.batch_size, sampling=args.sampling, seed=seeds[1], **common)
+    test_images, test_labels = test_arrays(args)
+    excluded = [train_idx] if args.exclude_top else []  # what --exclude leaves depends on the file too
+    digest = fingerprint(  # with the flags: the split
+        images, labels, test_images, test_labels, *([] if human is None else [human]), *excluded
+    )
+    whole = InMemory(images, about.mean_std, device, args.batch_size)
+    return Split(
+        whole.take(train_idx),
+        noisy,
+        labels[train_idx],
+        train_idx,
+        whole.take(meta_idx),
+        labels[meta_idx],
+        meta_idx,
+        InMemory(test_images, about.mean_std, device, args.batch_size),
+        test_labels,
+        digest,
+        list(about.class_names or [str(c) for c in range(k)]),
+        noise_source=source,
+        subset=subset.describe(np.sort(train_idx)) if args.train_subset else None,
+    )
+
+
+def build_data(args, device, seeds):
+    """The split, its noisy labels and the three loaders; sizes are checked before anything goes to the device."""
+    split = (streamed_split if spec(args.dataset).streamed else memory_split)(args, device)
+    k = len(split.classes)
+    check_sizes(args, len(split.train_idx), len(split.meta_idx), k)
+    train = split.train.loader(split.noisy, args.sampling, seeds[1], args.augment)
     meta = None
     if method(args.method).meta_set and args.meta_source == "clean":
-        meta_labels = labels[meta_idx]
-        meta = DeviceLoader(
-            images[meta_idx], meta_labels, args.batch_size, sampling=args.meta_sampling, seed=seeds[2], **common
-        )
-    is_noisy = torch.as_tensor(noisy != labels[train_idx], device=device)
-    test = test_arrays(args)
-    excluded = [train_idx] if args.exclude_top else []  # what --exclude leaves depends on the file too
-    digest = fingerprint(
-        images, labels, *test, *([] if human is None else [human]), *excluded
-    )  # with the flags: the split
-    test_loader = load_test(args, device, test)
+        meta = split.meta.loader(split.meta_labels, args.meta_sampling, seeds[2], args.augment)
+    test = split.test.evaluation_loader(split.test_labels)
     if args.meta_source == "selected":
-        check_selectable(args, noisy, k)
-    own = dict(device=device, mean=mean, std=std, channels_last=True)
-
-    def training_loader(positions=None, augment=False, sampling="epoch", seed=0):
-        """The training images at `positions` (all, in order), with their noisy labels: the selected meta set's
-        loader, and the unaugmented pass behind samples.csv."""
-        at = train_idx if positions is None else train_idx[positions]
-        lab = noisy if positions is None else noisy[positions]
-        return DeviceLoader(images[at], lab, args.batch_size, sampling=sampling, seed=seed, augment=augment, **own)
-
+        check_selectable(args, split.noisy, k)
+    known = split.clean >= 0
     return Data(
         train,
         meta,
-        test_loader,
-        meta_idx,
-        train_idx,
-        labels[train_idx],
-        noisy,
-        is_noisy,
+        test,
+        split.meta_idx,
+        split.train_idx,
+        split.clean,
+        split.noisy,
+        torch.as_tensor(known & (split.clean != split.noisy), device=device),
+        torch.as_tensor(known & (split.clean == split.noisy), device=device),
         k,
-        digest,
-        noise_source=source,
-        subset=subset.describe(np.sort(train_idx)) if args.train_subset else None,
-        training_loader=training_loader,
-        classes=list(about.class_names or [str(c) for c in range(k)]),
+        split.fingerprint,
+        split.train,
+        split.classes,
+        noise_source=split.noise_source,
+        subset=split.subset,
+        folder=split.folder,
+        paths=split.paths,
     )
 
 

@@ -54,7 +54,8 @@ from mwnet.untrusted import check_state
 
 
 def start(args, config, run_dir, data, learner, device, seeds, world):
-    """Under the lock: a fresh start (writes config and split) or the checkpoint's state. None: nothing to do."""
+    """Under the lock: a fresh start (writes config and split) or the checkpoint's state, and the run's data (with
+    the selected meta set a resumed run had made). None: nothing to do."""
     progress = Progress.new(len(data.train_idx), device, len(data.train), data.train.batch_size)
     tally = Tally(device, meta=method(args.method).meta_set)
     current = run_dir.status() if args.resume else None
@@ -80,7 +81,7 @@ def start(args, config, run_dir, data, learner, device, seeds, world):
         run_dir.prepare_fresh()  # refuses a directory that holds a run; a resume without checkpoint starts afresh
         run_dir.write_config({**config, **recorded})
         run_dir.save_split(data.meta_idx, data.train_idx, data.clean_labels, data.noisy_labels)
-        return progress, tally, None
+        return progress, tally, None, data
     state = run_dir.load_checkpoint()
     if state["device_type"] != device.type:
         # The batch generators' states belong to their device; so does bit-for-bit continuation.
@@ -107,12 +108,12 @@ def start(args, config, run_dir, data, learner, device, seeds, world):
         )
     run_dir.remove_temporaries()
     if state.get("meta_selection") is not None:  # past the warm-up: the same meta set again
-        meta_selection.attach(args, data, world, seeds, state["meta_selection"], run_dir.file(CHECKPOINT))
+        data = meta_selection.attach(args, data, world, seeds, state["meta_selection"], run_dir.file(CHECKPOINT))
     progress = restore(state, learner, data, tally, run_dir.file(CHECKPOINT))
     run_dir.rewrite_metrics(progress.records)
     if run_dir.read_config() is None:  # config.json was lost; the checkpoint holds the run's flags
         run_dir.write_config({**state["config"], **recorded})
-    return progress, tally, progress.step
+    return progress, tally, progress.step, data
 
 
 def run(args):
@@ -179,7 +180,7 @@ def run_in(world, args):
         world.settle(error)
         if started is None:
             return EXIT_OK
-        progress, tally, resumed_at = started
+        progress, tally, resumed_at, data = started
         run_dir.claim()
         report = Reporter(run_dir.file(LOG) if world.writer else None)
         s = Session(args, plan, run_dir, config, data, learner, progress, tally, report, world, seeds)

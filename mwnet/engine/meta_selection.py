@@ -5,6 +5,8 @@ the --num_meta / classes images of lowest loss become the meta set, with their n
 training set. Nothing here reads a clean label but `purity`, which measures the selection for the record.
 """
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -41,7 +43,8 @@ def purity(positions, noisy, clean, k):
 
 
 def select(s):
-    """Make the selection from the model as it stands, share it from process 0, and attach the meta set."""
+    """Make the selection from the model as it stands and share it from process 0: its record, and the run's data
+    with the meta set attached."""
     args, data, world = s.args, s.data, s.world
     k, per_class = data.num_classes, args.num_meta // data.num_classes
     losses = training_losses(s.learner.model, data.training_loader(), world)
@@ -50,13 +53,13 @@ def select(s):
     record = {"iteration": s.progress.step, "warmup": args.warmup, "positions": positions.tolist()}
     record["indices"] = data.train_idx[positions].tolist()  # into the dataset's training set, as split.npz's
     record.update(purity(positions, data.noisy_labels, data.clean_labels, k))
-    attach(args, data, world, s.seeds, record)
-    return record
+    return record, attach(args, data, world, s.seeds, record)
 
 
 def attach(args, data, world, seeds, record, source=None):
     """The meta set of a selection (made now, or read back from the checkpoint `source`): a loader over those
-    training images with their noisy labels, as a clean meta set's loader would be (its sampling, its seed)."""
+    training images with their noisy labels, as a clean meta set's loader would be (its sampling, its seed). Returns
+    the run's data with it."""
     positions = np.asarray(record.get("positions", []) if isinstance(record, dict) else [])
     if source and (
         positions.shape != (args.num_meta,)
@@ -69,4 +72,4 @@ def attach(args, data, world, seeds, record, source=None):
         )
     meta = data.training_loader(positions.astype(np.int64), args.augment, args.meta_sampling, seeds[2])
     meta.part = (world.rank, world.size)
-    data.meta, data.meta_idx, data.selection = meta, data.train_idx[positions], record
+    return dataclasses.replace(data, meta=meta, meta_idx=data.train_idx[positions], selection=record)

@@ -229,8 +229,10 @@ def train(s, signals):
         if signals.received is not None:
             break
         if plan.warmup and step >= plan.warmup and data.meta is None:  # the warm-up's end: the meta set, then
-            s.run_dir.save_meta_selection(meta_selection.select(s))  # a checkpoint that holds it
-            s.checkpoint()
+            record, s.data = meta_selection.select(s)
+            data = s.data
+            s.run_dir.save_meta_selection(record)
+            s.checkpoint()  # one that holds it
         lr, real_lr = plan.lr_at(step), plan.real_lr_at(step)
         for group in learner.optimizer.param_groups:
             group["lr"] = real_lr
