@@ -4,7 +4,7 @@
     python benchmarks/bench_eval.py --smoke         # 400 images, for CI
 
 Prints seconds per evaluation and the ratio to the batch the scripts use on this device
-(training.EVAL_BATCH), all from one run.
+(EVAL_BATCH in mwnet/data/split.py), all from one run.
 """
 
 import argparse
@@ -18,7 +18,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mwnet.data.device_loader import DeviceLoader  # noqa: E402
-from mwnet.engine.components import EVAL_BATCH, pick_device  # noqa: E402
+from mwnet.data.split import EVAL_BATCH  # noqa: E402
+from mwnet.engine.components import pick_device  # noqa: E402
 from mwnet.engine.training import evaluate  # noqa: E402
 from mwnet.models.resnet import ResNet32  # noqa: E402
 

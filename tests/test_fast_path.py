@@ -102,7 +102,7 @@ def test_benchmark_smoke_run(tmp_path):
 
 def test_cpu_fast_evaluation_equals_plain_evaluation():
     # channels_last and batches of 100 (the CPU's fast path) change neither the test loss nor the accuracy.
-    from mwnet.engine.components import EVAL_BATCH
+    from mwnet.data.split import EVAL_BATCH
     from mwnet.engine.training import evaluate
 
     torch.manual_seed(0)
