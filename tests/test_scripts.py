@@ -22,6 +22,7 @@ METRIC_KEYS = {
     "train_ce",
     "test_loss",
     "test_acc",
+    "class_acc",
     "best_acc",
     "weight_clean",
     "weight_noisy",
@@ -72,7 +73,7 @@ def test_run_files_and_fields(mw_run, cifar10_dir):
     lines = metrics(out, drop=())
     assert [r["iteration"] for r in lines] == [2, 4] and all(set(r) == METRIC_KEYS for r in lines)
     assert [r["epoch"] for r in lines] == [1.0, 2.0] and lines[0]["lr"] == 0.1
-    assert len(lines[-1]["vnet_curve"]) == len(config["vnet_loss_grid"])
+    assert len(lines[-1]["vnet_curve"]) == len(config["vnet_loss_grid"]) == len(config["vnet_curve_init"])
     assert all(0 < w < 1 for w in lines[-1]["vnet_curve"]) and 0 <= lines[-1]["test_acc"] <= 100
     results = json.load(open(out / "results.json"))
     assert results["status"] == "finished" and results["precision"] == "fp32"

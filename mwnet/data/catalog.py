@@ -130,7 +130,7 @@ def _folder_defaults(args, given):
         from mwnet.data.folder import has_meta
         from mwnet.method import method
 
-        needed = method(args.method).meta_set
+        needed = method(args.method).reads_meta
         args.meta_source = "clean" if has_meta(args.data_path) or not needed else "selected"
 
 

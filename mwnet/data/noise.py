@@ -100,6 +100,12 @@ def _check_split_args(
         raise UserError(
             f"num_meta ({num_meta}) must be a non-negative multiple of the number of classes ({num_classes}), so that the meta set is class-balanced"
         )
+    if imbalance_factor is not None and num_classes > 1:
+        counts = long_tail_counts(len(labels), num_classes, num_meta, imbalance_factor)
+        if min(counts) < 1:
+            raise UserError(
+                f"imb_factor {imbalance_factor:g} leaves class {counts.index(min(counts))} without a training image ({max(counts)} in the largest); pass a factor of at most {max(counts)}"
+            )
     smallest = np.bincount(labels, minlength=num_classes).min()
     if num_meta // num_classes > smallest:
         raise UserError(

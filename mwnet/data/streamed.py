@@ -46,7 +46,7 @@ def read_folder_sets(args, workers):
         raise UserError(
             f"num_meta ({args.num_meta}) must be a non-negative multiple of the number of classes in {args.data_path} ({k}), so that the meta set is class-balanced"
         )
-    if method(args.method).meta_set and args.meta_source == "clean" and f.sets["meta"] is None:
+    if method(args.method).reads_meta and args.meta_source == "clean" and f.sets["meta"] is None:
         where = "meta/" if f.layout == "imagefolder" else "meta.csv"
         raise UserError(
             f"{args.data_path} holds no clean meta set ({where}); add one, or pass --meta_source selected to select it from the training images"

@@ -3,7 +3,7 @@
 from mwnet.data.catalog import spec
 from mwnet.data.cifar_n import VARIANTS
 from mwnet.errors import UserError
-from mwnet.method import method
+from mwnet.method import METHODS, method
 
 
 def check_args(args):
@@ -79,9 +79,9 @@ def _check_data(args):
             raise UserError(
                 f"--train_subset ({args.train_subset}) must be a positive multiple of the number of classes ({k}), so that the subset is class-balanced"
             )
-        if data.streamed or args.corruption_type == "human" or args.imb_factor is not None:
+        if data.streamed or args.corruption_type == "human":
             raise UserError(
-                "--train_subset takes a subset of CIFAR or Fashion-MNIST with synthetic noise; leave it out with --dataset clothing1m, -ctype human or --imb_factor"
+                "--train_subset takes a subset of CIFAR or Fashion-MNIST with synthetic noise; leave it out with --dataset clothing1m or -ctype human"
             )
 
 
@@ -99,6 +99,7 @@ def _check_training(args):
         raise UserError(
             "--clean_warmup is a warm-up before MW-Net or L2RW with a clean meta set (a selected one has its own); leave it out"
         )
+    _check_method_params(args)
     if args.clean_warmup and not args.warmup > 0:
         raise UserError(f"--warmup must be positive, got {args.warmup}")
 
@@ -147,3 +148,25 @@ def _check_model_and_run(args):
             raise UserError(
                 "--tensorboard needs the tensorboard package: pip install tensorboard (or leave the flag out)"
             )
+
+
+METHOD_PARAMS = {  # flag: (its range, what it must be)
+    "focal_gamma": (lambda v: v >= 0, "at least 0"),
+    "cb_beta": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "la_tau": (lambda v: v >= 0, "at least 0"),
+    "finetune_iters": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def _check_method_params(args):
+    """A method's own flags: in range, and given to their method only (each has a default for the others)."""
+    from mwnet.engine.flags import build_parser
+
+    own, parser = method(args.method).params, build_parser(args.script)
+    for flag, (ok, what) in METHOD_PARAMS.items():
+        value = getattr(args, flag)
+        if flag not in own and value != parser.get_default(flag):
+            owner = next(m.name for m in METHODS.values() if flag in m.params)
+            raise UserError(f"--{flag} is --method {owner}'s; leave it out with --method {args.method}")
+        if not ok(value):
+            raise UserError(f"--{flag} must be {what}, got {value}")

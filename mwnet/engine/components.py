@@ -167,7 +167,7 @@ def check_sizes(args, n_train, n_meta, k):
         raise UserError(
             f"--batch_size {args.batch_size} is larger than the training set ({n_train} images); pass a smaller one"
         )
-    if method(args.method).meta_set and args.meta_source == "clean" and n_meta == 0:
+    if method(args.method).reads_meta and args.meta_source == "clean" and n_meta == 0:
         raise UserError(f"--method {args.method} needs a clean meta set; pass --num_meta > 0 (a multiple of {k})")
 
 
@@ -282,7 +282,7 @@ def build_data(args, device, seeds):
     check_sizes(args, len(split.train_idx), len(split.meta_idx), k)
     train = split.train.loader(split.noisy, args.sampling, seeds[1], args.augment)
     meta = None
-    if method(args.method).meta_set and args.meta_source == "clean":
+    if method(args.method).reads_meta and args.meta_source == "clean":
         meta = split.meta.loader(split.meta_labels, args.meta_sampling, seeds[2], args.augment)
     test = split.test.evaluation_loader(split.test_labels)
     if args.meta_source == "selected":
@@ -325,7 +325,8 @@ def check_selectable(args, noisy, k):
 
 
 def subset_split(args, labels, coarse, k):
-    """--train_subset: the noise protocol on the fixed subset (no meta images taken out of it), and the meta set
+    """--train_subset: the noise protocol on the fixed subset (no meta images taken out of it; with --imb_factor cut
+    to a long tail, the subset's images a class the largest class's), and the meta set
     by the protocol's own class-balanced draw from the images outside it; with --meta_from inside, the protocol's
     split of the subset itself, meta set included. Indices into the whole training set."""
     train_part, pool = subset.fixed_subset(labels, k, args.train_subset)
@@ -336,7 +337,14 @@ def subset_split(args, labels, coarse, k):
     part_coarse = None if coarse is None else coarse[train_part]
     inside = clean_meta(args) if args.meta_from == "inside" else 0  # then the original's split, on the subset
     meta_part, order, noisy = make_noisy_split(
-        labels[train_part], k, inside, args.corruption_type, args.corruption_prob, args.seed, part_coarse
+        labels[train_part],
+        k,
+        inside,
+        args.corruption_type,
+        args.corruption_prob,
+        args.seed,
+        part_coarse,
+        args.imb_factor,
     )
     if inside:
         return train_part[meta_part], train_part[order], noisy
@@ -363,9 +371,11 @@ class Learner:
     optimizer: torch.optim.Optimizer
     vnet_optimizer: torch.optim.Optimizer | None
     source: dict | None = None  # the pretrained weights the model started from (--pretrained), for config.json
+    loss: object = None  # the per-sample loss of a method that trains with its own (MethodSpec.loss), else None
 
 
-def build_learner(args, num_classes, device, seed):
+def build_learner(args, num_classes, device, seed, class_counts=None):
+    """The modules and optimisers; class_counts (of the training labels) for a method with a loss of its own."""
     torch.manual_seed(seed)
     cuda = device.type == "cuda"
     # The fast path, the same numbers up to rounding: channels_last convolutions (cuDNN and oneDNN on the
@@ -381,7 +391,9 @@ def build_learner(args, num_classes, device, seed):
             vnet_optimizer = torch.optim.Adam(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **fused)
         else:
             vnet_optimizer = torch.optim.SGD(vnet.parameters(), args.vnet_lr, weight_decay=args.vnet_wd, **sgd)
-    return Learner(model, vnet, optimizer, vnet_optimizer)
+    spec = method(args.method)
+    loss = None if spec.loss is None else spec.loss(args, class_counts, device)
+    return Learner(model, vnet, optimizer, vnet_optimizer, loss=loss)
 
 
 def git_state():

@@ -159,6 +159,7 @@ def build_parser(script):
     _data_flags(n)
     _model_flags(n, preset)
     _method_flags(n, preset, unit, count)
+    _baseline_flags(n)
     _run_flags(n, preset, unit, count)
     return p
 
@@ -180,7 +181,7 @@ def _data_flags(n):
         "--protocol",
         default=None,
         choices=tuple(PROTOCOLS),
-        help="laptop: SmallCNN on a fixed 5,000-image subset of Fashion-MNIST, a run one CPU core finishes in minutes (docs/results-fashion-mnist.md); sets the flags not given (default: the script's own)",
+        help="laptop: SmallCNN on a fixed 5,000-image subset of Fashion-MNIST, a run one CPU core finishes in minutes (docs/results-fashion-mnist.md); laptop_lt: the same cut to a long tail by --imb_factor, with the class-imbalance code's iteration; sets the flags not given (default: the script's own)",
     )
     n.add_argument(
         "--augment",
@@ -257,7 +258,7 @@ def _method_flags(n, preset, unit, count):
         "--method",
         default="mwnet",
         choices=tuple(METHODS),
-        help="mwnet, learning-to-reweight, or plain training (erm) with the same schedule",
+        help="mwnet, learning-to-reweight, plain training (erm) with the same schedule; the class-imbalance baselines: focal loss, the class-balanced loss (cb), plain training fine-tuned on the meta set (finetune), logit adjustment (la)",
     )
     n.add_argument(
         "--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA if available, else CPU"
@@ -325,6 +326,21 @@ def _method_flags(n, preset, unit, count):
         type=finite_float,
         default=None,
         help="long-tailed training set: largest class / smallest class (e.g. 100; use --num_meta 10K)",
+    )
+
+
+def _baseline_flags(n):
+    """The class-imbalance baselines' own flags (each refused with another --method: checks.py)."""
+    n.add_argument("--focal_gamma", type=finite_float, default=1.0, help="--method focal: the focal loss's gamma")
+    n.add_argument(
+        "--cb_beta", type=finite_float, default=0.9999, help="--method cb: beta of the effective number of samples"
+    )
+    n.add_argument("--la_tau", type=finite_float, default=1.0, help="--method la: tau of the logit adjustment")
+    n.add_argument(
+        "--finetune_iters",
+        type=int,
+        default=100,
+        help="--method finetune: iterations on clean meta batches after the schedule, at its last lr",
     )
 
 

@@ -27,7 +27,7 @@ from mwnet.engine.components import (
 )
 from mwnet.engine.loop_state import WINDOWS, Progress, Tally, epoch_weight, restore
 from mwnet.engine.options import args_from_stored, given_flags, name_baseline, parse_args
-from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train
+from mwnet.engine.training import LOSS_GRID, Session, StopSignals, evaluate, make_plan, train, vnet_curve
 from mwnet.errors import EXIT_DIVERGED, EXIT_OK, EXIT_USER, UserError
 from mwnet.method import method
 from mwnet.models import build_model
@@ -70,6 +70,7 @@ def start(args, config, run_dir, data, learner, device, seeds, world):
         "seeds": seeds,
         "noise_rate": data.noise_rate,
         "vnet_loss_grid": LOSS_GRID,
+        "vnet_curve_init": vnet_curve(learner.vnet, device),  # its weighting function before any step (None: no V)
         "data_fingerprint": data.fingerprint,
         "noise_source": data.noise_source,
         "train_subset_drawn": data.subset,
@@ -152,7 +153,8 @@ def prepare(world, args, run_dir):
             if loader is not None:
                 loader.part = (world.rank, world.size)  # the same global batch, this process's slice of it
         plan = make_plan(args, len(data.train), len(data.train_idx))
-        learner = build_learner(args, data.num_classes, device, seeds[0])
+        counts = np.bincount(data.noisy_labels, minlength=data.num_classes)  # the labels the learner sees
+        learner = build_learner(args, data.num_classes, device, seeds[0], counts)
         if args.pretrained and not (args.resume and run_dir.status() == "stopped"):  # a fresh start: its weights
             from mwnet.models.imagenet import load_pretrained
 

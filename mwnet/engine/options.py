@@ -29,6 +29,10 @@ def parse_args(script, argv):
         given |= set(stored)
     unit = PRESETS[script]["unit"]
     if args.protocol:
+        if unit not in PROTOCOLS[args.protocol]:
+            raise UserError(
+                f"--protocol {args.protocol} counts epochs, as the code it follows did; run it with MW-Net.py, not {script}"
+            )
         apply_preset(args, PROTOCOLS[args.protocol], unit, given)
     data = spec(args.dataset)
     if data.preset is not None:

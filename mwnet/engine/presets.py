@@ -39,6 +39,11 @@ PRESETS = {
 }
 DERIVED = ("script", "unit", "sampling")  # set from the preset, not flags
 LAPTOP_EPOCHS, LAPTOP_MILESTONES = 40, [24, 32]
+LT_MAX, LT_EPOCHS, LT_MILESTONES = (
+    500,
+    40,
+    [32, 36],
+)  # --protocol laptop_lt: images of the largest class; x0.1 at 80 and 90 %
 # --protocol laptop: a run a CPU finishes (docs/results-fashion-mnist.md, "The laptop protocol"): the small
 # classifier on a fixed class-balanced subset of 5,000 Fashion-MNIST training images, the clean meta set (2 %
 # of them, the paper's proportion) from the images outside it, lr 0.02 (a network of its kind did not train at 0.1), x0.1 at
@@ -59,7 +64,31 @@ PROTOCOLS = {
             "eval_every": 50,
             "warmup": 500,
         },
-    }
+    },
+    # --protocol laptop_lt: the class-imbalance half on the laptop protocol (docs/results-fashion-mnist.md, "The
+    # class-imbalance half"). The fixed class-balanced subset of LT_MAX images a class is cut to a long tail by
+    # --imb_factor as the class-imbalance code cuts CIFAR (class c keeps int(LT_MAX * r^(c/(K-1)))), 10 clean meta
+    # images a class from outside it, and that code's iteration: Nesterov SGD for both networks, the meta-weight-net
+    # at lr 1e-5, weights normalised by their sum, V fed the undetached loss, the real step's lr an epoch ahead, a
+    # fresh meta batch each iteration, no label noise. Its length and size were chosen by plain training alone.
+    "laptop_lt": {
+        "dataset": "fashionmnist",
+        "arch": "smallcnn",
+        "train_subset": LT_MAX * 10,
+        "num_meta": 100,
+        "lr": 0.02,
+        "augment": False,
+        "corruption_prob": 0.0,
+        "nesterov": True,
+        "vnet_optimizer": "sgd",
+        "vnet_lr": 1e-5,
+        "vnet_wd": 5e-4,
+        "normalize_weights": True,
+        "detach_vnet_input": False,
+        "real_lr_ahead": 1,
+        "meta_sampling": "random",
+        "epoch": {"epochs": LT_EPOCHS, "milestones": LT_MILESTONES, "eval_every": 1},
+    },
 }
 # --precision: (TF32 allowed for float32 convolutions and matmuls on CUDA, bf16 autocast)
 PRECISIONS = {"fp32": (False, False), "tf32": (True, False), "bf16": (False, True)}

@@ -42,6 +42,7 @@ class Plan:
     images_per_step: float
     real_ahead: float = 0
     warmup: int = 0  # iterations of plain training first: --meta_source selected (then the selection), --clean_warmup
+    tune_from: int | None = None  # --method finetune: the iteration from which it trains on meta batches, to the end
 
     def lr_at(self, step):
         """get_lr: the initial lr times 0.1 per milestone reached, milestones in epochs or iterations.
@@ -62,9 +63,10 @@ class Plan:
         return any((self.lr_at(s), self.real_lr_at(s)) != before for s in range(start, stop))
 
     def late_milestones(self):
-        """The milestones at or after the end: their lr drop never happens."""
+        """The milestones at or after the end (of the schedule, before any fine-tuning): their lr drop never happens."""
         per = self.steps_per_epoch if self.unit == "epoch" else 1
-        return [m for m in self.milestones if round(m * per) >= self.total]
+        end = self.total if self.tune_from is None else self.tune_from
+        return [m for m in self.milestones if round(m * per) >= end]
 
     def is_eval(self, step):
         done = step + 1
@@ -89,7 +91,11 @@ def make_plan(args, batches_per_epoch, n_train):
         total = 4 if args.dry_run else args.iters
         period = 2 if args.dry_run else args.eval_every
     images = args.batch_size / max(n_train, 1)
+    tune_from = None
+    if method(args.method).tunes:  # the schedule's lr after its end is its last one: fine-tuning runs at it
+        tune_from, total = total, total + (2 if args.dry_run else args.finetune_iters)
     plan = Plan(spe, total, period, args.unit, args.lr, list(args.milestones), images, args.real_lr_ahead)
+    plan.tune_from = tune_from
     if args.meta_source == "selected" or args.clean_warmup:
         plan.warmup = 1 if args.dry_run else round(args.warmup * spe) if args.unit == "epoch" else args.warmup
         if not 1 <= plan.warmup < total:
@@ -116,21 +122,29 @@ def checkpoint_due(plan, done, seconds_since, every_minutes):
 
 
 @torch.no_grad()
-def evaluate(model, test, world=None):
-    """Test loss (the true per-sample mean) and accuracy in %, in eval mode; shared out over the processes."""
+def evaluate(model, test, world=None, num_classes=None):
+    """Test loss (the true per-sample mean) and accuracy in %, in eval mode; shared out over the processes.
+    With num_classes, also each class's accuracy in % (None for a class without test images)."""
     world = world or World()
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=test.device)
-    correct = torch.zeros((), dtype=torch.long, device=test.device)
+    k = num_classes or 1
+    correct = torch.zeros(k, dtype=torch.long, device=test.device)  # per class when asked, else all in one
     for x, y, _ in test.in_order(part=(world.rank, world.size)):
         logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
+        right = logits.argmax(1) == y
+        correct += torch.bincount(y[right], minlength=k)[:k] if num_classes else right.sum()
     world.sum_(loss_sum)
     world.sum_(correct)
     model.train()
     n = len(test.labels)
-    return loss_sum.item() / n, 100.0 * correct.item() / n
+    loss, acc = loss_sum.item() / n, 100.0 * correct.sum().item() / n
+    if not num_classes:
+        return loss, acc
+    sizes = torch.bincount(torch.as_tensor(test.labels, dtype=torch.long), minlength=k)[:k].tolist()
+    per_class = [round(100.0 * c / m, 4) if m else None for c, m in zip(correct.tolist(), sizes)]
+    return loss, acc, per_class
 
 
 @torch.no_grad()
@@ -145,8 +159,10 @@ def one_step(args, learner, data, x, y, lr, reduce=None, plain=False):
     """One iteration of the method (its MethodSpec's step); plain: a step of plain training (a warm-up's,
     --meta_source selected or --clean_warmup), as is every step before a meta set exists."""
     spec = method(args.method)
-    if not spec.meta_set or data.meta is None or plain:
+    if plain or (spec.meta_set and data.meta is None):
         return PLAIN.step(learner, args, x, y, None, lr, reduce)
+    if not spec.meta_set:  # plain training, or its step with a loss of its own
+        return spec.step(learner, args, x, y, None, lr, reduce)
     mx, my, _ = data.meta.next_batch()
     return spec.step(learner, args, x, y, (mx, my), lr, reduce)
 
@@ -236,14 +252,19 @@ def train(s, signals):
         lr, real_lr = plan.lr_at(step), plan.real_lr_at(step)
         for group in learner.optimizer.param_groups:
             group["lr"] = real_lr
-        x, y, idx = data.train.next_batch()
+        tuning = plan.tune_from is not None and step >= plan.tune_from  # fine-tuning: plain steps on meta batches
+        x, y, idx = (data.meta if tuning else data.train).next_batch()
         with autocast(args.precision, device):
-            out = one_step(args, learner, data, x, y, lr, world.reduce, plain=step < plan.warmup)
+            out = one_step(args, learner, data, x, y, lr, world.reduce, plain=step < plan.warmup or tuning)
         out, idx = world.gather_batch(out, idx)  # every process records the whole batch
-        meta = data.meta is not None and step >= plan.warmup
-        s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=meta)
-        early = plan.real_lr_at(step) == plan.lr  # before the first lr drop
-        progress.record(step, idx, out["losses"].float(), out["weights"].float(), out["margins"], early)
+        if tuning:  # the meta batch's loss is the line's training loss; no training sample was drawn
+            none = torch.zeros(len(idx), dtype=torch.bool, device=device)
+            s.tally.add(out, none, none, meta=False)
+        else:
+            meta = data.meta is not None and step >= plan.warmup
+            s.tally.add(out, data.is_noisy[idx], data.is_clean[idx], meta=meta)
+            early = plan.real_lr_at(step) == plan.lr  # before the first lr drop
+            progress.record(step, idx, out["losses"].float(), out["weights"].float(), out["margins"], early)
         progress.step = step + 1
         s.report.advance(plan.epoch(step), real_lr, progress.last_acc, progress.best_acc)
         asked = args.print_freq and progress.step % args.print_freq == 0
@@ -256,7 +277,7 @@ def train(s, signals):
         progress.train_seconds += time.perf_counter() - mark
         world.share_buffers(learner.model)
         with autocast(args.precision, device):
-            test_loss, test_acc = evaluate(learner.model, data.test, world)
+            test_loss, test_acc, class_acc = evaluate(learner.model, data.test, world, data.num_classes)
             # the meta set's accuracy: a model chosen without a test label (model_meta_best.pt)
             meta_acc = None if data.meta is None else evaluate(learner.model, data.meta, world)[1]
         summary, finite = s.tally.read()
@@ -265,7 +286,7 @@ def train(s, signals):
             return "diverged", (window, step + 1)
         record = {"iteration": step + 1, "epoch": round(plan.epoch(step), 6), "lr": real_lr, **summary}
         record["meta_acc"] = meta_acc
-        evaluated(s, record, test_loss, test_acc)
+        evaluated(s, record, test_loss, test_acc, class_acc)
         window, mark = step + 1, time.perf_counter()
     else:
         return "finished", None
@@ -279,7 +300,7 @@ def train(s, signals):
     return "stopped", signals.received
 
 
-def evaluated(s, record, test_loss, test_acc):
+def evaluated(s, record, test_loss, test_acc, class_acc=None):
     """After a finite evaluation: the best model, the checkpoint when due (checkpoint_due), then the metrics
     line. metrics.jsonl may run ahead of the checkpoint, which holds every line up to it: a resume drops
     the lines past it and computes them again, to the same values."""
@@ -288,7 +309,7 @@ def evaluated(s, record, test_loss, test_acc):
     if is_best:
         progress.best_acc, progress.best_step = test_acc, record["iteration"]
     progress.last_acc = test_acc
-    record.update(test_loss=test_loss, test_acc=test_acc, best_acc=progress.best_acc)
+    record.update(test_loss=test_loss, test_acc=test_acc, best_acc=progress.best_acc, class_acc=class_acc)
     record.update(progress.separation(s.data.is_noisy, s.data.is_clean))  # can a loss-based weight tell them apart
     record.update(vnet_curve=vnet_curve(learner.vnet, s.data.test.device), elapsed=round(progress.elapsed, 3))
     progress.records.append(record)

@@ -246,10 +246,11 @@ def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, 
     return {**out, "margins": margins(logits, targets)}
 
 
-def erm_step(model, optimizer, inputs, targets, reduce=None):
-    """Plain training with the same loop: every weight 1, mean loss."""
+def erm_step(model, optimizer, inputs, targets, reduce=None, loss=None):
+    """Plain training with the same loop: every weight 1, mean loss (cross-entropy, or loss(logits, targets) per
+    sample: the class-imbalance baselines' losses, losses.py)."""
     logits = model(inputs)
-    losses = F.cross_entropy(logits, targets, reduction="none")
+    losses = F.cross_entropy(logits, targets, reduction="none") if loss is None else loss(logits, targets)
     weights = torch.ones_like(losses)
     mean = losses.mean() if reduce is None else losses.sum() / reduce.count(len(losses), losses.device)
     loss = _real_step(optimizer, mean, reduce)

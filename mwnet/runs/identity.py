@@ -31,12 +31,13 @@ FREE_FLAGS = (
 )
 # What config.json records beside the flags.
 RECORDED = ("seeds", "noise_rate", "vnet_loss_grid", "data_fingerprint", "noise_source", "model_source", "world_size")
-RECORDED += ("environment", "train_subset_drawn", "folder")
+RECORDED += ("environment", "train_subset_drawn", "folder", "vnet_curve_init")
 
 # Flags added since runs were first made, with the value that does what every run did before them: a config
 # without one is read as having it (resume, the runner's and the summary's comparisons).
 ADDED_FLAGS = {"protocol": None, "train_subset": 0, "meta_source": "clean", "clean_warmup": False}
 ADDED_FLAGS.update(meta_from="outside", exclude="", exclude_top=0)
+ADDED_FLAGS.update(focal_gamma=1.0, cb_beta=0.9999, la_tau=1.0, finetune_iters=100)
 
 
 def numbers_config(config):

@@ -39,6 +39,10 @@ ROW_NAMES = {
     "l2rw": "L2RW",
     "erm": "Plain (same schedule)",
     "erm_long": "Plain (BaseModel schedule)",
+    "focal": "Focal loss",
+    "cb": "Class-balanced loss",
+    "finetune": "Fine-tuning",
+    "la": "Logit adjustment",
 }
 STYLE = {"font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 8, "xtick.labelsize": 8}
 STYLE.update({"ytick.labelsize": 8, "lines.linewidth": 1.2, "axes.spines.top": False, "axes.spines.right": False})
