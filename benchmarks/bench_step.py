@@ -14,11 +14,13 @@ scripts' precisions (strict float32, TF32, bf16 autocast).
             load_state_dict every iteration, the legacy MetaModule update_params, a create_graph
             gradient, and .backward() into every leaf
 (l2rw):     l2rw_step (jvp) on on-device batches
-Prints ms per iteration, images per second and peak memory of each, the ratios b/a and d/b,
+Prints ms per iteration, images per second, peak memory and the operations an iteration dispatches that do work
+on a device (OperationCount: a GPU's kernel launches, counted on any machine) of each, the ratios b/a and d/b,
 and the projected length of the two papers' protocols and of the laptop protocol's training steps from (b).
 """
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -29,12 +31,13 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mwnet.data.catalog import MEAN_STD  # noqa: E402
 from mwnet.data.device_loader import DeviceLoader  # noqa: E402
-from mwnet.engine.components import autocast, set_numerics  # noqa: E402
+from mwnet.engine.components import autocast, optimizer_options, set_numerics  # noqa: E402
 from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step  # noqa: E402
 from mwnet.models.meta_layers import VNet  # noqa: E402
 from mwnet.models.resnet import ResNet32  # noqa: E402
@@ -111,7 +114,7 @@ def make_step(method, arch, batch, device, n_images):
     cuda = device.type == "cuda"
     model = ARCHS[arch]().to(device, memory_format=torch.channels_last)  # as training.py; orig undoes it
     vnet = VNet().to(device)
-    fused = {"fused": True} if cuda and method != "orig" else {}
+    fused = optimizer_options(device) if method != "orig" else {}  # as the training scripts build them
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=5e-4, **fused)
     vnet_optimizer = torch.optim.Adam(vnet.parameters(), 1e-3, weight_decay=1e-4, **fused)
     if method == "orig":
@@ -164,14 +167,45 @@ def measure(step, device, precision, warmup, iters):
     return ms, peak
 
 
+# Operations that launch no work on a device: metadata, allocation without filling, the profiler's markers.
+NO_WORK = {"is_same_size", "_has_same_storage_numel", "_record_function_enter_new", "_record_function_exit"}
+NO_WORK |= {"empty", "empty_like", "empty_strided", "_efficientzerotensor", "detach", "alias", "lift_fresh"}
+NO_WORK |= {"_unsafe_view"}
+
+
+class OperationCount(TorchDispatchMode):
+    """The operations one iteration dispatches that do work on a device (a GPU's kernel launches, one each, or a
+    few for a multi-tensor operation), by name: every aten operation but views and NO_WORK. The same count on
+    any machine, so that a change's effect on a GPU's launches is known without one."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in NO_WORK:
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_operations(step, device, precision):
+    """The operations of one iteration (after `measure`'s warm-up), in the numerics of --precision."""
+    set_numerics(precision, deterministic=False)
+    with OperationCount() as counter, autocast(precision, device):
+        step()
+    return sum(counter.counts.values())
+
+
 def report(rows, batch):
-    print(f"{'arch':<10} {'prec':<5} {'method':<7} {'ms/iter':>9} {'img/s':>8} {'peak MiB':>9}")
+    print(f"{'arch':<10} {'prec':<5} {'method':<7} {'ms/iter':>9} {'img/s':>8} {'peak MiB':>9} {'ops/iter':>9}")
     for r in rows:
         peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "-"
-        print(
-            f"{r['arch']:<10} {r['precision']:<5} {r['method']:<7} {r['ms']:>9.1f} {r['images_per_sec']:>8.0f} {peak:>9}"
-        )
+        ms, speed = ("-", "-") if r["ms"] is None else (f"{r['ms']:.1f}", f"{r['images_per_sec']:.0f}")
+        print(f"{r['arch']:<10} {r['precision']:<5} {r['method']:<7} {ms:>9} {speed:>8} {peak:>9} {r['ops']:>9}")
     print()
+    if any(r["ms"] is None for r in rows):
+        return
     by = {(r["arch"], r["precision"], r["method"]): r["ms"] for r in rows}
     for arch, precision in sorted({(r["arch"], r["precision"]) for r in rows}):
         ms = {m: by.get((arch, precision, m)) for m in ("plain", "jvp", "double", "orig", "l2rw")}
@@ -217,6 +251,9 @@ def main(argv=None):
         "--smoke", action="store_true", help="small sizes for a CPU: batch 8, WRN-10-1, 1 warm-up, 2 timed iterations"
     )
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument(
+        "--count_only", action="store_true", help="only the operations an iteration dispatches, no timing (seconds)"
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.batch, args.warmup, args.iters = 8, 1, 2
@@ -231,15 +268,22 @@ def main(argv=None):
         for precision in args.precisions.split(","):
             for method in args.methods.split(","):
                 step = make_step(method, arch, args.batch, device, n_images=max(4 * args.batch, 1000))
-                ms, peak = measure(step, device, precision, args.warmup, args.iters)
+                ms, peak = (
+                    (None, None) if args.count_only else measure(step, device, precision, args.warmup, args.iters)
+                )
+                if args.count_only:
+                    with autocast(precision, device):
+                        step()  # the state of a run under way: optimisers' buffers made, generators started
+                ops = count_operations(step, device, precision)
                 rows.append(
                     dict(
                         arch=arch,
                         precision=precision,
                         method=method,
                         ms=ms,
-                        images_per_sec=1000 * args.batch / ms,
+                        images_per_sec=None if ms is None else 1000 * args.batch / ms,
                         peak_mib=peak,
+                        ops=ops,
                         device=name,
                     )
                 )

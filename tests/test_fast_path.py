@@ -97,6 +97,8 @@ def test_benchmark_smoke_run(tmp_path):
     methods = ["plain", "jvp", "double", "orig", "l2rw"]
     assert [(r["arch"], r["method"]) for r in rows] == [("smallcnn", m) for m in methods]
     assert all(r["ms"] > 0 for r in rows)
+    ops = {r["method"]: r["ops"] for r in rows}  # MW-Net's iteration does more than plain training's, L2RW's between
+    assert 0 < ops["plain"] < ops["l2rw"] < ops["jvp"] < ops["double"]
     assert "b/a =" in proc.stdout and "d/b =" in proc.stdout and "L2RW/plain =" in proc.stdout
 
 
@@ -252,3 +254,14 @@ def test_the_gpu_self_check_needs_a_gpu_and_says_so():
     env = {**CPU_ENV, "PYTHON": sys.executable}
     proc = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert_one_line_error(proc, "gpu_check: no CUDA device is visible", "needs a GPU")
+
+
+def test_the_operation_count_sees_work_not_views_and_one_per_multi_tensor_operation():
+    from benchmarks.bench_step import OperationCount
+
+    x, ys = torch.ones(4, 3), [torch.ones(2) for _ in range(50)]
+    with OperationCount() as counter:
+        z = (x + 1).view(12)  # one add; the view launches nothing
+        torch._foreach_add_(ys, 1.0)  # one operation for the 50 tensors
+        z.detach()
+    assert dict(counter.counts) == {"add": 1, "_foreach_add_": 1}

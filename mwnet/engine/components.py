@@ -374,14 +374,20 @@ class Learner:
     loss: object = None  # the per-sample loss of a method that trains with its own (MethodSpec.loss), else None
 
 
+def optimizer_options(device):
+    """How the optimisers update all their tensors at once: fused kernels on CUDA; elsewhere the multi-tensor
+    (foreach) implementation, a few operations a step instead of several per parameter, with the same numbers as
+    the loop over parameters (the same operations in the same order)."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
 def build_learner(args, num_classes, device, seed, class_counts=None):
     """The modules and optimisers; class_counts (of the training labels) for a method with a loss of its own."""
     torch.manual_seed(seed)
-    cuda = device.type == "cuda"
     # The fast path, the same numbers up to rounding: channels_last convolutions (cuDNN and oneDNN on the
-    # CPU both run them faster), fused optimiser steps on CUDA.
+    # CPU both run them faster), fused optimiser steps on CUDA, multi-tensor ones on the CPU.
     model = build_model(args, num_classes, image_size(args)).to(device, memory_format=torch.channels_last)
-    fused = {"fused": True} if cuda else {}
+    fused = optimizer_options(device)
     sgd = dict(momentum=args.momentum, nesterov=args.nesterov, **fused)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, weight_decay=args.weight_decay, **sgd)
     vnet = vnet_optimizer = None

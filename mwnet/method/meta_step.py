@@ -96,8 +96,13 @@ def _meta_loss(model, params, meta_inputs, meta_targets, reduce=None):
 
 
 def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, reduce=None):
-    """g = dL_meta/dw' at w' = w - lr * grads, with the meta loss (both detached; summed over the processes)."""
-    virtual = {k: (p - lr * g).detach().requires_grad_() for (k, p), g in zip(params.items(), grads, strict=True)}
+    """g = dL_meta/dw' at w' = w - lr * grads (w' = w where grads is None), with the meta loss (both detached;
+    summed over the processes). w - lr * grads in two multi-tensor operations, whatever the number of parameters:
+    the same multiplication and subtraction, element by element, as one per parameter."""
+    values = [p.detach() for p in params.values()]
+    if grads is not None:
+        values = torch._foreach_sub(values, torch._foreach_mul(list(grads), lr))
+    virtual = {k: v.detach().requires_grad_() for k, v in zip(params, values, strict=True)}
     meta_loss = _meta_loss(model, virtual, meta_inputs, meta_targets, reduce)
     g = torch.autograd.grad(meta_loss, list(virtual.values()))
     if reduce is not None:
@@ -224,8 +229,8 @@ def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, 
     if meta_grad == "jvp":
         logits = model(inputs)
         losses = F.cross_entropy(logits, targets, reduction="none")  # also the real step's forward
-        zeros = [torch.zeros_like(p) for p in params.values()]
-        g, meta_loss = _meta_grad_wrt_virtual(model, params, zeros, lr, meta_inputs, meta_targets, reduce)
+        # the meta-gradient at ε = 0, where w' is w itself
+        g, meta_loss = _meta_grad_wrt_virtual(model, params, None, lr, meta_inputs, meta_targets, reduce)
         grad_eps = -lr * _jvp_losses(model, params, inputs, targets, g)
     else:
         with batch_stats_only(model):
