@@ -12,9 +12,9 @@ Build and inspect a split from the command line (writes nothing unless --out is 
 
 import sys
 
-from mwnet.data.catalog import DATASETS, MEAN_STD, NUM_CLASSES
+from mwnet.data.catalog import DATASETS, MEAN_STD, NUM_CLASSES, default_root, load_arrays
 from mwnet.data.datasets import CIFAR10, CIFAR100, FashionMNIST
-from mwnet.data.files import FASHION_MNIST_DIR, default_root, load_arrays
+from mwnet.data.files import FASHION_MNIST_DIR
 from mwnet.data.noise import (
     CORRUPTION_TYPES,
     corruption_matrix,

@@ -6,6 +6,7 @@ import os
 import pytest
 from conftest import MW, run_main, write_fashion
 
+from mwnet.data.catalog import spec
 from mwnet.engine.options import parse_args
 from mwnet.runs.run_files import default_run_name, read_samples
 
@@ -41,8 +42,8 @@ def test_a_retrained_run_leaves_out_exactly_the_top_k_suspects(first_run, tmp_pa
     config = json.load(open(os.path.join(out, "config.json")))
     assert (config["exclude"], config["exclude_top"]) == (first, 15)
     args = parse_args(MW, [*SMALL, "--exclude", first, "--exclude_top", "15"])
-    name = default_run_name(vars(args), vars(parse_args(MW, ["--protocol", "laptop"])))
-    assert "-excl15-" in name and name != default_run_name(vars(parse_args(MW, SMALL)), {})
+    name = default_run_name(vars(args), vars(parse_args(MW, ["--protocol", "laptop"])), spec(args.dataset))
+    assert "-excl15-" in name and name != default_run_name(vars(parse_args(MW, SMALL)), {}, spec("fashionmnist"))
 
 
 @pytest.mark.parametrize(

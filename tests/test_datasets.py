@@ -8,9 +8,9 @@ import pytest
 from conftest import assert_one_line_error, run_cli, write_cifar, write_fashion
 from PIL import Image
 
-from mwnet.data.catalog import MEAN_STD
+from mwnet.data.catalog import MEAN_STD, load_arrays
 from mwnet.data.datasets import CIFAR10, CIFAR100, FashionMNIST
-from mwnet.data.files import FASHION_MNIST_DIR, load_arrays
+from mwnet.data.files import FASHION_MNIST_DIR
 from mwnet.data.noise import corruption_matrix, make_noisy_split
 from mwnet.errors import UserError
 from mwnet.tools import split

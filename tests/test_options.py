@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import MW, SMALL_WRN, WRN, assert_one_line_error, run_cli, run_main
 
+from mwnet.data.catalog import spec
 from mwnet.engine.components import build_learner, numerics, set_numerics
 from mwnet.engine.options import PRECISIONS, build_parser, given_flags, name_baseline, parse_args
 from mwnet.engine.training import make_plan
@@ -139,7 +140,7 @@ def test_given_flags_are_those_on_the_command_line():
 
 def run_name(script, argv):
     args = parse_args(script, argv)
-    return default_run_name(vars(args), name_baseline(args))
+    return default_run_name(vars(args), name_baseline(args), spec(args.dataset))
 
 
 def test_default_run_folders_never_collide():

@@ -17,6 +17,7 @@ from conftest import MW, WRN, assert_in_suspect_order, assert_one_line_error, on
 
 from benchmarks.bench_label_errors import auroc, precision_at_k
 from examples.make_own_data import CLASSES, picture, write_own
+from mwnet.data.catalog import spec
 from mwnet.data.folder import IMAGE_EXTENSIONS, read_folder
 from mwnet.engine.options import name_baseline, parse_args
 from mwnet.models.meta_layers import VNet
@@ -157,7 +158,7 @@ def test_two_folders_get_two_run_names_and_one_folder_however_typed_one(own, tmp
     names = set()
     for path in (root, root + "/", os.path.relpath(root), other):
         args = parse_args(MW, ["--dataset", "folder", "--data_path", path, "--num_meta", "6"])
-        names.add(default_run_name(vars(args), name_baseline(args)))
+        names.add(default_run_name(vars(args), name_baseline(args), spec(args.dataset)))
     assert names == {"resnet32-folder-pets-mwnet-meta6-s1", "resnet32-folder-pets_csv-mwnet-meta6-s1"}
     # the tables and figures: one folder, one configuration over its seeds; two folders (here: two copies of one
     # name, other images), two, whatever their flags

@@ -2,6 +2,8 @@
 directory through `python -m mwnet`, that the original's names still import from the checkout, that
 pyproject.toml agrees with requirements*.txt, and that the readers of run files need no torch."""
 
+import ast
+import glob
 import os
 import shutil
 import subprocess
@@ -154,3 +156,55 @@ def test_one_place_per_dataset_and_method_and_no_file_or_function_too_long():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
                 long.append(f"{rel}: {node.name} {node.end_lineno - node.lineno + 1} lines")
     assert not found and not long, found + long
+
+
+# The package's floors, lowest first: a module imports only from its own part or from parts on lower floors.
+FLOORS = {"errors": 0, "untrusted": 1, "cli": 1, "models": 2, "method": 2, "__init__": 2, "runs": 3, "data": 4}
+FLOORS.update({"engine": 5, "tools": 6, "__main__": 6})
+
+
+def import_graph():
+    """{module: the package's modules it imports}, from every import statement in it, lazy ones included."""
+    paths = glob.glob(os.path.join(ROOT, "mwnet", "**", "*.py"), recursive=True)
+    names = {os.path.relpath(p, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__"): p for p in paths}
+    graph = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module for a in node.names
+                }
+        graph[name] = {m for m in found if m in names and m != name}
+    return graph
+
+
+def part(module):
+    """The part of the package a module belongs to: 'data' for mwnet.data.catalog, 'errors' for mwnet.errors."""
+    words = module.split(".")
+    return words[1] if len(words) > 1 else "__init__"
+
+
+def test_the_import_graph_has_no_circle_and_no_arrow_up_a_floor():
+    graph = import_graph()
+    assert {part(m) for m in graph} <= set(FLOORS), {part(m) for m in graph} - set(FLOORS)
+    up = [f"{m} -> {t}" for m in graph for t in graph[m] if part(m) != part(t) and FLOORS[part(t)] > FLOORS[part(m)]]
+    assert not up, up
+    assert not [m for m in graph if part(m) == "runs" and any(part(t) == "data" for t in graph[m])]
+    state, circles = {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                circles.append(" -> ".join(path[path.index(target) :] + [target]))
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles, circles

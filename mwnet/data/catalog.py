@@ -2,7 +2,8 @@
 instead of comparing its name. A new dataset: its reader (files.py for images held in memory, or a streamed
 reader beside clothing1m.py and folder.py), its spec here.
 
-This module imports nothing heavy, so that the flags and the readers of run files can use it anywhere.
+This module imports nothing heavy, so that the flags can use it anywhere; it imports the readers (lazily, where a
+spec loads or reads) and no reader imports it back, so the imports of data/ make no circle.
 """
 
 from collections.abc import Callable
@@ -112,13 +113,13 @@ def _fashion_root(data_path):
 def _read_clothing1m(args, workers):
     from mwnet.data.streamed import read_clothing1m_sets
 
-    return read_clothing1m_sets(args, workers)
+    return read_clothing1m_sets(args, workers, _NAMES["clothing1m"], _MEAN_STD["clothing1m"])
 
 
 def _read_folder(args, workers):
     from mwnet.data.streamed import read_folder_sets
 
-    return read_folder_sets(args, workers)
+    return read_folder_sets(args, workers, IMAGENET_MEAN_STD)
 
 
 def _folder_defaults(args, given):
@@ -208,3 +209,15 @@ def spec(name):
     """The spec of a dataset's name (a run's --dataset, or config.json's "dataset"); an unknown name (a run
     directory from elsewhere): a spec that claims nothing of it."""
     return SPECS.get(name) or DatasetSpec(str(name), None)
+
+
+def load_arrays(dataset, root, train, download=False):
+    """Images (N x 32 x 32 x 3 uint8), labels and coarse labels (or None) of a dataset held in memory, by its
+    spec's loader."""
+    return spec(dataset).load(root, train, download)
+
+
+def default_root(dataset, data_path):
+    """The folder a dataset is read from: --data_path, or where its spec looks when --data_path is the default."""
+    about = spec(dataset)
+    return about.default_root(data_path) if about.default_root is not None else data_path

@@ -7,7 +7,8 @@ noisy-or-not flag per sample. The training scripts do not use them (they batch o
 import torch.utils.data as data
 from PIL import Image
 
-from mwnet.data.files import FASHION_MNIST_DIR, default_root, load_arrays
+from mwnet.data.catalog import default_root, load_arrays
+from mwnet.data.files import FASHION_MNIST_DIR
 from mwnet.data.noise import corruption_matrix, make_noisy_split
 
 

@@ -203,22 +203,6 @@ def fashion_arrays(root, train, download=False):
     return padded, labels, None
 
 
-def load_arrays(dataset, root, train, download=False):
-    """Images (N x 32 x 32 x 3 uint8), labels and coarse labels (or None) of a dataset held in memory, by its
-    spec's loader (catalog.py)."""
-    from mwnet.data.catalog import spec
-
-    return spec(dataset).load(root, train, download)
-
-
-def default_root(dataset, data_path):
-    """The folder a dataset is read from: --data_path, or where its spec looks when --data_path is the default."""
-    from mwnet.data.catalog import spec
-
-    about = spec(dataset)
-    return about.default_root(data_path) if about.default_root is not None else data_path
-
-
 def fashion_root(data_path):
     """Fashion-MNIST reads from the Debian package's folder unless --data_path names another."""
     if data_path in (None, "", "./data", "data") and os.path.isdir(FASHION_MNIST_DIR):

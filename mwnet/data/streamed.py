@@ -1,6 +1,7 @@
 """The image lists of a streamed dataset (Clothing1M's lists, a user's folder), read and checked into one shape
 (Streamed) before anything is written: every file, and every size that can be checked once the classes are known.
-Each dataset's reader is its spec's `read` (catalog.py)."""
+Each dataset's reader is its spec's `read` (catalog.py), which hands it what it needs of the spec: this module
+never imports the catalog back."""
 
 from dataclasses import dataclass
 
@@ -25,18 +26,17 @@ class Streamed:
     folder: dict | None = None
 
 
-def read_clothing1m_sets(args, workers):
-    from mwnet.data.catalog import spec
+def read_clothing1m_sets(args, workers, classes, mean_std):
+    """Clothing1M's lists (clothing1m.py), its classes' names and normalisation as its spec gives them."""
     from mwnet.data.clothing1m import read_clothing1m
 
     sets, train_clean = read_clothing1m(args.data_path)
-    about = spec("clothing1m")
-    return Streamed(sets["train"], sets["val"], sets["test"], train_clean, list(about.class_names), about.mean_std)
+    return Streamed(sets["train"], sets["val"], sets["test"], train_clean, list(classes), mean_std)
 
 
-def read_folder_sets(args, workers):
-    """A user's folder (folder.py) with its normalisation: ImageNet's with --pretrained, else measured."""
-    from mwnet.data.catalog import IMAGENET_MEAN_STD
+def read_folder_sets(args, workers, pretrained_mean_std):
+    """A user's folder (folder.py) with its normalisation: the pretrained weights' (ImageNet's, as the catalog
+    gives it) with --pretrained, else measured."""
     from mwnet.data.folder import STATS_SAMPLE, read_folder
     from mwnet.method import method
 
@@ -51,7 +51,7 @@ def read_folder_sets(args, workers):
         raise UserError(
             f"{args.data_path} holds no clean meta set ({where}); add one, or pass --meta_source selected to select it from the training images"
         )
-    mean_std = IMAGENET_MEAN_STD if args.pretrained else measure_mean_std(args, f.sets["train"][0], workers)
+    mean_std = pretrained_mean_std if args.pretrained else measure_mean_std(args, f.sets["train"][0], workers)
     record = {**f.describe(), "mean": list(mean_std[0]), "std": list(mean_std[1])}
     sampled = min(len(f.sets["train"][0]), STATS_SAMPLE)
     record["normalisation"] = "imagenet" if args.pretrained else f"measured on {sampled} training images"

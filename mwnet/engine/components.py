@@ -16,8 +16,8 @@ import torch
 
 import mwnet
 from mwnet.data import cifar_n, exclude, subset
-from mwnet.data.catalog import spec
-from mwnet.data.files import default_root, load_arrays, path_bytes
+from mwnet.data.catalog import default_root, load_arrays, spec
+from mwnet.data.files import path_bytes
 from mwnet.data.noise import make_noisy_split
 from mwnet.data.split import InMemory, OnDisk, Split
 from mwnet.engine.options import PRECISIONS
@@ -96,6 +96,7 @@ class Data:
     folder: dict | None = None  # --dataset folder: what config.json records of it (data/folder.py)
     paths: list | None = None  # a streamed dataset's training images, relative to --data_path
     selection: dict | None = None  # --meta_source selected, once made: its record (engine/meta_selection.py)
+    about: object = None  # the dataset's spec (data/catalog.py): what the run's lines say of the data ask it
 
     @property
     def noise_rate(self):
@@ -306,6 +307,7 @@ def build_data(args, device, seeds):
         subset=split.subset,
         folder=split.folder,
         paths=split.paths,
+        about=spec(args.dataset),
     )
 
 

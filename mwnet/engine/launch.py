@@ -12,6 +12,7 @@ import traceback
 import numpy as np
 import torch
 
+from mwnet.data.catalog import spec
 from mwnet.engine import distributed, meta_selection, samples
 from mwnet.engine.components import (
     autocast,
@@ -287,7 +288,9 @@ def finish(s, outcome, detail):
 def resolve(script, args, argv):
     """A fresh run's directory, or a resumed run's flags: its own, stored, with only free flags given beside."""
     if not args.resume:
-        args.out = args.out or os.path.join("runs", args.name or default_run_name(vars(args), name_baseline(args)))
+        args.out = args.out or os.path.join(
+            "runs", args.name or default_run_name(vars(args), name_baseline(args), spec(args.dataset))
+        )
         return args
     path = args.resume
     run_dir = path

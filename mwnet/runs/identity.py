@@ -6,7 +6,6 @@ import json
 import os
 import re
 
-from mwnet.data.catalog import spec
 from mwnet.errors import UserError
 
 _MISSING = "(absent)"
@@ -62,7 +61,7 @@ def table_config(config):
     --data_path is the dataset) adds its name and the digest of its lists (config.json's data_fingerprint), so
     that runs on two folders are never one row or one curve."""
     c = numbers_config(config)
-    if spec(c.get("dataset")).named_by_path:
+    if config.get("folder") is not None:  # recorded by every run on a folder (data/folder.py), and by no other
         name = os.path.basename((config.get("folder") or {}).get("path") or "?")
         c["data"] = f"{name} ({str(config.get('data_fingerprint'))[:8]})"
         for flag in ("corruption_type", "corruption_prob"):  # refused for a folder: its labels are its own
@@ -118,19 +117,19 @@ def _name_value(value):
     return "none" if value is None else str(value)
 
 
-def default_run_name(config, baseline):
+def default_run_name(config, baseline, about):
     """runs/<arch>-<dataset>-<noise or imbalance>-<method>[-<other flags>]-s<seed>: the flags that change the
     numbers and differ from `baseline` (the script's defaults for the dataset and protocol) beside the ones the
     name always says, in short forms (lr0.05-bs64), or a digest of them when they are many. Any two
-    configurations get two names; the same configuration, however typed, the same name."""
+    configurations get two names; the same configuration, however typed, the same name. about: the dataset's spec
+    (data/catalog.py), for the name's noise part."""
     arch = config["arch"] if config["arch"] != "wrn" else f"wrn-{config['layers']}-{config['widen_factor']}"
     noise = f"{config['corruption_type']}{config['corruption_prob']:g}"
     if config["corruption_type"] == "human":
         noise = f"human-{config['human_labels']}"
-    data = spec(config["dataset"])
-    if data.noise_name:
-        noise = data.noise_name
-    if data.named_by_path:  # the folder's name: two folders, two names (the data_path is a free flag)
+    if about.noise_name:
+        noise = about.noise_name
+    if about.named_by_path:  # the folder's name: two folders, two names (the data_path is a free flag)
         folder = os.path.basename(os.path.normpath(os.path.abspath(config.get("data_path") or "data")))
         noise = re.sub(r"[^A-Za-z0-9_.+-]+", "_", folder).strip("._") or "data"
     if config.get("imb_factor"):

@@ -15,7 +15,6 @@ import time
 import torch
 from tqdm import tqdm
 
-from mwnet.data.catalog import spec
 from mwnet.models import model_label
 
 
@@ -33,22 +32,22 @@ def _num(value, digits):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def setting(args, noise_rate, data=None):
+def setting(args, noise_rate, data):
     """The data's setting in words: noise type and probability, imbalance, and the actual share of wrong labels."""
     parts = []
     if args.imb_factor:
         parts.append(f"long-tailed, imbalance factor {args.imb_factor:g}")
-    about = spec(args.dataset)
+    about = data.about
     if about.own_labels and not about.named_by_path:
         return f"its {about.noise_name} labels; {100 * noise_rate:.1f}% wrong among the training images that also have a clean label"
     if about.named_by_path:
-        known = data.clean_labels >= 0 if data is not None else None
+        known = data.clean_labels >= 0
         tail = (
             f"{100 * noise_rate:.1f}% wrong among the {int(known.sum())} with a clean label"
-            if known is not None and known.any()
+            if known.any()
             else "no clean label known"
         )
-        return f"its own labels ({args.data_path}, {data.num_classes if data is not None else '?'} classes; {tail})"
+        return f"its own labels ({args.data_path}, {data.num_classes} classes; {tail})"
     if args.corruption_type == "human":
         parts.append(f"human labels ({args.human_labels}, CIFAR-N)")
     elif args.corruption_prob or not args.imb_factor:
@@ -57,7 +56,7 @@ def setting(args, noise_rate, data=None):
 
 
 def meta_words(args, data, plan):
-    if args.meta_source == "clean" and spec(args.dataset).meta_pool_whole and data.meta is not None:
+    if args.meta_source == "clean" and data.about.meta_pool_whole and data.meta is not None:
         return f"{len(data.meta_idx)} meta (its meta split)"
     if args.meta_source == "clean":
         return f"{len(data.meta_idx)} meta" + (f", used from iteration {plan.warmup}" if args.clean_warmup else "")

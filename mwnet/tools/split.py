@@ -11,8 +11,7 @@ import sys
 import numpy as np
 
 from mwnet.cli import Parser
-from mwnet.data.catalog import SPECS
-from mwnet.data.files import default_root, load_arrays
+from mwnet.data.catalog import SPECS, default_root, load_arrays
 from mwnet.data.noise import CORRUPTION_TYPES, make_noisy_split
 from mwnet.errors import UserError
 

@@ -167,7 +167,7 @@ def images(config, rows, count, data_path):
                     f"cannot read the image {path} ({e.kind}); pass --data_path where the run's images are, or --no_sheet"
                 ) from None
         return out
-    from mwnet.data.files import default_root, load_arrays
+    from mwnet.data.catalog import default_root, load_arrays
 
     train, _, _ = load_arrays(dataset, default_root(dataset, root), True, False)
     return [train[int(i)] for i in rows["index"][:count]]
