@@ -169,8 +169,8 @@ def test_both_tf32_apis_answer_after_set_numerics(precision):
 @pytest.mark.parametrize("precision", ["fp32", "tf32"])
 @pytest.mark.parametrize("arch", ["resnet32", "wrn"])
 def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
-    """CUDA adds cuDNN's BatchNorm and convolutions in channels_last: the meta step's forward-mode pass reaches
-    them on fake CUDA tensors (no GPU needed) and every one has a forward-AD formula, or this raises."""
+    """CUDA adds its own BatchNorm kernels and convolutions in channels_last: the meta step's forward-mode pass
+    reaches them on fake CUDA tensors (no GPU needed) and every one has a forward-AD formula, or this raises."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -206,8 +206,9 @@ def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
             assert u.shape == (4,) and u.device.type == "cuda"
     finally:
         set_numerics("fp32", deterministic=False)
-    if torch.backends.cudnn.is_available():  # a CUDA build: the dispatcher picks cuDNN's BatchNorm as on a GPU
-        assert "cudnn_batch_norm.default" in ops.seen
+    # float32 BatchNorm in the forward-mode pass is the step's own tangent's (meta_step._BatchNormTangent), whose
+    # primal is native_batch_norm on every device, cuDNN's BatchNorm left out
+    assert "native_batch_norm.default" in ops.seen and "cudnn_batch_norm.default" not in ops.seen
     assert "convolution.default" in ops.seen
 
 

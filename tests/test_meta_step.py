@@ -285,3 +285,32 @@ def test_undetached_vnet_input_equals_the_class_imbalance_code(meta_grad):
     o, vo = class_imbalance_optimisers(m, first)
     mwnet_step(m, first, o, vo, *batch, *meta, LR, normalize=True, meta_grad=meta_grad, detach_vnet_input=False)
     assert ((vnet_grad(detached) - vnet_grad(first)).norm() / vnet_grad(first).norm()).item() > 1e-3
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_lean_batchnorm_tangent_is_torchs_forward_mode_derivative(channels_last):
+    """meta_step's BatchNorm tangent (10 operations) against torch's own forward-AD formula for training-mode
+    BatchNorm on batch statistics, in float64: equal to rounding, whichever inputs carry a tangent."""
+    import torch.autograd.forward_ad as fwAD
+
+    from mwnet.method.meta_step import _LeanBatchNormTangents
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, 5, 5, dtype=torch.float64, generator=g)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    w, b = torch.randn(4, dtype=torch.float64, generator=g), torch.randn(4, dtype=torch.float64, generator=g)
+    tangents = [torch.randn(t.shape, dtype=torch.float64, generator=g) for t in (x, w, b)]
+    for carried in ([0, 1, 2], [0], [1, 2]):
+        out = []
+        for lean in (False, True):
+            with torch.no_grad(), fwAD.dual_level():
+                dual = [fwAD.make_dual(t, tangents[i]) if i in carried else t for i, t in enumerate((x, w, b))]
+                if lean:
+                    with _LeanBatchNormTangents():
+                        y = F.batch_norm(dual[0], None, None, dual[1], dual[2], True, 0.0, 1e-5)
+                else:
+                    y = F.batch_norm(dual[0], None, None, dual[1], dual[2], True, 0.0, 1e-5)
+                out.append(fwAD.unpack_dual(y))
+        (y0, t0), (y1, t1) = out
+        assert torch.equal(y0, y1)
+        torch.testing.assert_close(t1, t0, rtol=1e-12, atol=1e-12)  # float64's rounding over 150 terms a channel

@@ -27,6 +27,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 META_GRADS = ("jvp", "double_backward")
 # torch's forward-mode AD scripts its own decompositions on first use and warns about that itself.
@@ -110,13 +111,67 @@ def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, 
     return dict(zip(virtual, g, strict=True)), meta_loss.detach()
 
 
+class _BatchNormTangent(torch.autograd.Function):
+    """Training-mode BatchNorm on the batch's statistics (no running ones), for the forward-mode pass only: its
+    tangent in 10 operations where torch's formula takes 21. With x^ = (x - mean) * invstd per channel,
+    x^' = invstd * (x' - mean(x') - x^ * mean(x' x^)) and y' = w x^' + w' x^ + b' (the derivative of the batch's
+    normalisation, its mean and biased variance included)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        y, mean, invstd = torch.native_batch_norm(x, weight, bias, None, None, True, 0.0, eps)
+        ctx.save_for_forward(x, weight, mean, invstd)
+        return y
+
+    @staticmethod
+    def jvp(ctx, x_t, weight_t, bias_t, _):
+        x, weight, mean, invstd = ctx.saved_tensors
+        dims, shape = [0, *range(2, x.dim())], (1, -1) + (1,) * (x.dim() - 2)
+        r = invstd.view(shape)
+        xhat = (x - mean.view(shape)) * r
+        y_t = torch.zeros_like(x) if x_t is None else x_t
+        if x_t is not None:
+            centred = x_t - x_t.mean(dims, keepdim=True)
+            y_t = torch.addcmul(centred, xhat, (x_t * xhat).mean(dims, keepdim=True), value=-1) * r * weight.view(shape)
+        if weight_t is not None:
+            y_t = torch.addcmul(y_t, xhat, weight_t.view(shape))
+        if bias_t is not None:
+            y_t = y_t + bias_t.view(shape)
+        return y_t
+
+
+class _LeanBatchNormTangents(TorchFunctionMode):
+    """Inside the forward-mode pass: training-mode BatchNorm without running statistics, affine, in float32 or
+    float64, through _BatchNormTangent; every other call (and any other BatchNorm) as it is."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm:
+            call = dict(
+                zip(("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"), args)
+            )
+            call.update(kwargs)
+            x, w, b = call["input"], call.get("weight"), call.get("bias")
+            lean = call.get("running_mean") is None and call.get("running_var") is None and call.get("training")
+            if (
+                lean
+                and w is not None
+                and b is not None
+                and x.dtype in (torch.float32, torch.float64)
+                and w.dtype == x.dtype
+            ):
+                return _BatchNormTangent.apply(x, w, b, call.get("eps", 1e-5))
+        return func(*args, **kwargs)
+
+
 def _jvp_losses(model, params, inputs, targets, direction):
     """u = J direction: forward-mode derivative of the per-sample losses at `params`.
 
     Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: the same forward-mode AD,
-    and an autocast region around the call applies to it as to any forward.
+    and an autocast region around the call applies to it as to any forward. BatchNorm's tangent is
+    _BatchNormTangent's (fewer operations, the same derivative).
     """
-    with batch_stats_only(model), torch.no_grad(), fwAD.dual_level():
+    with batch_stats_only(model), torch.no_grad(), fwAD.dual_level(), _LeanBatchNormTangents():
         duals = {k: fwAD.make_dual(p.detach(), direction[k]) for k, p in params.items()}
         return fwAD.unpack_dual(_losses(model, duals, inputs, targets)).tangent
 
