@@ -150,3 +150,53 @@ def test_the_label_error_tables_are_what_the_benchmark_summarizes_from_the_commi
     assert "Over the settings" in printed and "clean and retrain" in printed and "shortened check" not in printed
     with open(os.path.join(ROOT, "docs", "results-fashion-mnist.md")) as f:
         assert printed in f.read()
+
+
+def anchor(heading):
+    """A Markdown heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def links(path):
+    """(line number, target) of every link and image in a Markdown file, code blocks left out."""
+    found, fenced = [], False
+    for number, line in enumerate(open(path), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced:
+            found += [(number, t) for t in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"`[^`]*`", "", line))]
+    return found
+
+
+def broken_links(paths):
+    out = []
+    for path in paths:
+        for number, target in links(path):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto: are not ours to check here
+                continue
+            file, _, fragment = target.partition("#")
+            where = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            if not os.path.exists(where):
+                out.append(f"{path}:{number}: {target}: no such file")
+            elif fragment and where.endswith(".md"):
+                headings = [anchor(h) for h in re.findall(r"(?m)^#+ (.*)$", open(where).read())]
+                if fragment not in headings:
+                    out.append(f"{path}:{number}: {target}: no heading #{fragment}")
+    return out
+
+
+def test_every_relative_link_in_the_readme_and_the_docs_resolves():
+    assert broken_links([os.path.join(ROOT, d) for d in DOCS]) == []
+
+
+def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path):
+    doc = tmp_path / "doc.md"
+    (tmp_path / "other.md").write_text("# The paper's claims: here\n")
+    doc.write_text(
+        "[a](other.md#the-papers-claims-here) [b](missing.md) [c](other.md#nowhere) [d](https://example.org)\n"
+        "```\n[e](not-checked.md)\n```\n"
+    )
+    assert broken_links([str(doc)]) == [
+        f"{doc}:1: missing.md: no such file",
+        f"{doc}:1: other.md#nowhere: no heading #nowhere",
+    ]
