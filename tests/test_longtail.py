@@ -3,16 +3,20 @@ hand in NumPy), fine-tuning on the meta set, the per-class accuracy, and what is
 
 import json
 import math
+import os
 import signal
 
 import numpy as np
 import pytest
 import torch
-from conftest import MW, WRN, assert_one_line_error, run_main, stop_at, write_fashion
+from conftest import MW, ROOT, WRN, assert_one_line_error, run_main, stop_at, write_fashion
 
 from mwnet.engine.components import build_data
 from mwnet.engine.options import parse_args
 from mwnet.method import losses
+from mwnet.tools import summarize
+
+DOC = os.path.join(ROOT, "docs", "results-fashion-mnist.md")
 
 LOGITS = np.array([[2.0, -1.0, 0.5], [-3.0, 4.0, 0.0], [0.1, 0.2, -0.3], [8.0, -6.0, 1.0]])
 TARGETS = np.array([0, 2, 1, 1])
@@ -182,3 +186,14 @@ def test_each_evaluation_records_every_class_accuracy_which_average_to_the_test_
         assert len(acc) == 10
         assert [a is None for a in m["class_acc"]] == [c == 0 for c in test_counts]
         assert np.dot(acc, test_counts) / test_counts.sum() == pytest.approx(m["test_acc"], abs=1e-9)
+
+
+def test_the_docs_class_imbalance_table_is_what_summarize_prints_from_the_committed_runs(capsys):
+    summarize.main(
+        ["--runs", os.path.join(ROOT, "results", "laptop"), "--table", "fashionmnist_laptop_lt", "--weights"]
+    )
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("### Fashion-MNIST, the long-tailed laptop protocol") and "Left out" not in printed
+    assert "(n=" in printed  # committed runs, not an empty table
+    with open(DOC) as f:
+        assert printed in f.read()

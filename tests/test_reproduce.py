@@ -209,6 +209,26 @@ def test_plot_series_labels_axes_and_panels(tmp_path):
         plot.make_series(paths, labels=["A", "B"])
 
 
+def test_under_class_imbalance_the_function_is_drawn_beside_its_start_and_each_class_weight_by_its_size(tmp_path):
+    run = tmp_path / "mwnet" / "seed1"
+    plot_run(run, "mwnet", flags=["--imb_factor", "10", "--corruption_prob", "0"])
+    config = json.load(open(run / "config.json"))
+    start = [0.5 - x / 40 for x in config["vnet_loss_grid"]]  # a falling start; the learned curve differs
+    json.dump({**config, "vnet_curve_init": start}, open(run / "config.json", "w"))
+    labels = np.repeat([0, 1, 2], [30, 15, 5])
+    weight = np.where(labels == 2, 0.9, np.where(labels == 1, 0.6, 0.3))
+    weight[0] = np.nan  # never drawn: left out of its class's mean
+    np.savez(run / "weights.npz", weight=weight, is_noisy=np.zeros(50, bool), noisy_labels=labels)
+    series = plot.make_series([str(run)])
+    with plot.plt.rc_context(plot.STYLE):
+        ax = plot.plot_weighting_function(series).axes[0]
+        assert any(np.allclose(line.get_ydata(), start) for line in ax.get_lines())  # where it started, drawn
+        line = plot.plot_class_weights(series).axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [30, 15, 5] and np.allclose(line.get_ydata(), [0.3, 0.6, 0.9])
+    plot_run(tmp_path / "noise" / "mwnet" / "seed1", "mwnet")  # no imbalance: no such figure
+    assert plot.plot_class_weights(plot.make_series([str(tmp_path / "noise" / "mwnet" / "seed1")])) is None
+
+
 def test_plot_marks_dry_diverged_and_unfinished_runs(tmp_path):
     plot_run(tmp_path / "dry" / "mwnet" / "seed1", "mwnet", flags=["--dry_run"])
     plot_run(tmp_path / "div" / "l2rw" / "seed1", "l2rw")

@@ -10,6 +10,9 @@ writes, for the runs given:
     test_accuracy.<ext>       test accuracy over training
     loss_separation.<ext>     how well the training losses tell corrupted labels from clean ones (AUROC) over
                               training, for runs that record it (every run with known noise, since it exists)
+    class_weights.<ext>       long-tailed runs with a meta-weight-net: each class's mean final weight against its
+                              size
+The weighting function is drawn over the function each run started from (grey), where its config records it.
 Runs that differ only in the seed form one curve: their mean, with a band from the lowest to the highest
 seed. Labels name the method as the tables do (MW-Net, L2RW, Plain (same schedule), Plain (BaseModel
 schedule)) and add the settings that tell two curves apart, or come from --labels.
@@ -202,7 +205,42 @@ def plot_weighting_function(series):
         return None
     fig, ax = plt.subplots(figsize=(COLUMN, 2.5))
     band_plot(ax, series, vnet_curves, "weight V(loss)", ylim=(0, 1))
+    start = dict(color="0.6", linewidth=0.9, zorder=0)  # where each started, in grey beneath: how far it moved
+    drawn = False
+    for s in series:
+        starts = [r.config.get("vnet_curve_init") for r in s.runs]
+        if all(starts):
+            ax.plot(np.array(s.config["vnet_loss_grid"]), np.mean(starts, 0), **start)
+            drawn = True
+    if drawn:
+        ax.plot([], [], label="grey: the same at initialisation", **start)
+        legend(ax, len(series) + 1)
     ax.set_xlabel("training loss")
+    return fig
+
+
+def plot_class_weights(series):
+    """Under class imbalance: the mean final weight of each class's samples against the class's size (its
+    training samples), one line per configuration with a meta-weight-net; does the tail weigh more?"""
+    series = [s for s in series if s.config.get("imb_factor") and method_spec(s.config["method"]).vnet]
+    series = [s for s in series if all(r.weights is not None and "noisy_labels" in r.weights for r in s.runs)]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.5))
+    for i, (s, colour) in enumerate(zip(series, colours(len(series)), strict=True)):
+        sizes, means = [], []
+        for r in s.runs:
+            labels, weight = r.weights["noisy_labels"], r.weights["weight"]
+            classes = np.unique(labels)
+            sizes.append([np.sum(labels == c) for c in classes])
+            means.append([np.nanmean(weight[labels == c]) for c in classes])
+        seeds = f" ({len(s.runs)} seeds)" if len(s.runs) > 1 else ""
+        x, y = np.mean(sizes, 0), np.mean(means, 0)
+        ax.plot(x, y, color=colour, marker=MARKERS[i % len(MARKERS)], fillstyle="none", label=s.label + seeds)
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples of the class")
+    ax.set_ylabel("mean weight of its samples")
+    legend(ax, len(series))
     return fig
 
 
@@ -271,6 +309,7 @@ FIGURES = {
     "weight_histograms": plot_weight_histograms,
     "test_accuracy": plot_test_accuracy,
     "loss_separation": plot_loss_separation,
+    "class_weights": plot_class_weights,
 }
 
 
