@@ -113,7 +113,7 @@ def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, 
 
 class _BatchNormTangent(torch.autograd.Function):
     """Training-mode BatchNorm on the batch's statistics (no running ones), for the forward-mode pass only: its
-    tangent in 10 operations where torch's formula takes 21. With x^ = (x - mean) * invstd per channel,
+    tangent in 11 operations where torch's formula takes 21. With x^ = (x - mean) * invstd per channel,
     x^' = invstd * (x' - mean(x') - x^ * mean(x' x^)) and y' = w x^' + w' x^ + b' (the derivative of the batch's
     normalisation, its mean and biased variance included)."""
 
@@ -129,10 +129,12 @@ class _BatchNormTangent(torch.autograd.Function):
         dims, shape = [0, *range(2, x.dim())], (1, -1) + (1,) * (x.dim() - 2)
         r = invstd.view(shape)
         xhat = (x - mean.view(shape)) * r
-        y_t = torch.zeros_like(x) if x_t is None else x_t
-        if x_t is not None:
+        if x_t is None:
+            y_t = torch.zeros_like(x)
+        else:
             centred = x_t - x_t.mean(dims, keepdim=True)
-            y_t = torch.addcmul(centred, xhat, (x_t * xhat).mean(dims, keepdim=True), value=-1) * r * weight.view(shape)
+            xhat_t = torch.addcmul(centred, xhat, (x_t * xhat).mean(dims, keepdim=True), value=-1)
+            y_t = xhat_t * (r * weight.view(shape))  # invstd and w fold into one factor a channel
         if weight_t is not None:
             y_t = torch.addcmul(y_t, xhat, weight_t.view(shape))
         if bias_t is not None:
