@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mwnet.data.catalog import MEAN_STD  # noqa: E402
 from mwnet.data.device_loader import DeviceLoader  # noqa: E402
-from mwnet.engine.components import autocast, optimizer_options, set_numerics  # noqa: E402
+from mwnet.engine.components import autocast, keep_freed_memory, optimizer_options, set_numerics  # noqa: E402
 from mwnet.method.meta_step import erm_step, l2rw_step, mwnet_step  # noqa: E402
 from mwnet.models.meta_layers import VNet  # noqa: E402
 from mwnet.models.resnet import ResNet32  # noqa: E402
@@ -262,7 +262,8 @@ def main(argv=None):
         "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    kept = keep_freed_memory()  # as the training scripts run
+    print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, freed memory kept: {kept}")
     rows = []
     for arch in (args.archs or "resnet32,wrn-28-10").split(","):
         for precision in args.precisions.split(","):

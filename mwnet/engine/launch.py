@@ -21,6 +21,7 @@ from mwnet.engine.components import (
     class_count,
     environment,
     image_size,
+    keep_freed_memory,
     load_test,
     pick_device,
     run_seeds,
@@ -147,6 +148,7 @@ def prepare(world, args, run_dir):
             raise UserError("--no-detach_vnet_input runs in one process only; start it without torchrun")
         device = pick_device(args.device, world.local_rank)
         set_numerics(args.precision, args.deterministic)
+        keep_freed_memory()
         run_dir.check_usable()
         seeds = run_seeds(args.seed)
         data = build_data(args, device, seeds)  # reads, checks sizes; nothing written yet
