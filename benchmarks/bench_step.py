@@ -190,10 +190,18 @@ class OperationCount(TorchDispatchMode):
 
 
 def count_operations(step, device, precision):
-    """The operations of one iteration (after `measure`'s warm-up), in the numerics of --precision."""
+    """The operations of one iteration (after `measure`'s warm-up), in the numerics of --precision; None where
+    the counting itself fails: under bf16 autocast, the forward-mode pass of ResNet-32 (not of the SmallCNN) meets
+    a convolution with a float32 input and a bfloat16 weight inside the counting mode only (the same iteration
+    runs without it; torch 2.14.1, CPU)."""
     set_numerics(precision, deterministic=False)
-    with OperationCount() as counter, autocast(precision, device):
-        step()
+    try:
+        with OperationCount() as counter, autocast(precision, device):
+            step()
+    except RuntimeError as e:
+        if "should be the same" not in str(e):
+            raise
+        return None
     return sum(counter.counts.values())
 
 
@@ -202,7 +210,10 @@ def report(rows, batch):
     for r in rows:
         peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "-"
         ms, speed = ("-", "-") if r["ms"] is None else (f"{r['ms']:.1f}", f"{r['images_per_sec']:.0f}")
-        print(f"{r['arch']:<10} {r['precision']:<5} {r['method']:<7} {ms:>9} {speed:>8} {peak:>9} {r['ops']:>9}")
+        ops = "-" if r["ops"] is None else r["ops"]
+        print(f"{r['arch']:<10} {r['precision']:<5} {r['method']:<7} {ms:>9} {speed:>8} {peak:>9} {ops:>9}")
+    if any(r["ops"] is None for r in rows):
+        print("ops/iter '-': the counting mode failed under autocast there (count_operations says where)")
     print()
     if any(r["ms"] is None for r in rows):
         return
