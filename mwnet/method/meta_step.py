@@ -113,9 +113,11 @@ def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, 
 
 class _BatchNormTangent(torch.autograd.Function):
     """Training-mode BatchNorm on the batch's statistics (no running ones), for the forward-mode pass only: its
-    tangent in 11 operations where torch's formula takes 21. With x^ = (x - mean) * invstd per channel,
-    x^' = invstd * (x' - mean(x') - x^ * mean(x' x^)) and y' = w x^' + w' x^ + b' (the derivative of the batch's
-    normalisation, its mean and biased variance included)."""
+    tangent in 11 operations where torch's formula takes 21 (6 passes over the whole tensor and 2 reductions of it,
+    gathered per channel so that 2 passes fewer than term by term). With
+    x^ = (x - mean) * invstd per channel, x^' = invstd * (x' - mean(x') - x^ * mean(x' x^)) and
+    y' = w x^' + w' x^ + b' (the derivative of the batch's normalisation, its mean and biased variance included),
+    gathered per channel: y' = f x' + (w' - f mean(x' x^)) x^ + (b' - f mean(x')), f = w invstd."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
@@ -127,19 +129,18 @@ class _BatchNormTangent(torch.autograd.Function):
     def jvp(ctx, x_t, weight_t, bias_t, _):
         x, weight, mean, invstd = ctx.saved_tensors
         dims, shape = [0, *range(2, x.dim())], (1, -1) + (1,) * (x.dim() - 2)
-        r = invstd.view(shape)
-        xhat = (x - mean.view(shape)) * r
+        xhat = (x - mean.view(shape)) * invstd.view(shape)
         if x_t is None:
-            y_t = torch.zeros_like(x)
-        else:
-            centred = x_t - x_t.mean(dims, keepdim=True)
-            xhat_t = torch.addcmul(centred, xhat, (x_t * xhat).mean(dims, keepdim=True), value=-1)
-            y_t = xhat_t * (r * weight.view(shape))  # invstd and w fold into one factor a channel
-        if weight_t is not None:
-            y_t = torch.addcmul(y_t, xhat, weight_t.view(shape))
-        if bias_t is not None:
-            y_t = y_t + bias_t.view(shape)
-        return y_t
+            y_t = xhat * weight_t.view(shape) if weight_t is not None else torch.zeros_like(x)
+            return y_t if bias_t is None else y_t.add_(bias_t.view(shape))
+        f = (invstd * weight).view(shape)
+        y_t = x_t * f  # in x_t's memory format; the rest in place
+        slope = (x_t * xhat).mean(dims, keepdim=True)
+        slope = torch.addcmul(weight_t.view(shape), f, slope, value=-1) if weight_t is not None else -f * slope
+        y_t.addcmul_(xhat, slope)
+        shift = x_t.mean(dims, keepdim=True)
+        shift = torch.addcmul(bias_t.view(shape), f, shift, value=-1) if bias_t is not None else -f * shift
+        return y_t.add_(shift)
 
 
 class _LeanBatchNormTangents(TorchFunctionMode):
