@@ -197,3 +197,27 @@ def test_the_docs_class_imbalance_table_is_what_summarize_prints_from_the_commit
     assert "(n=" in printed  # committed runs, not an empty table
     with open(DOC) as f:
         assert printed in f.read()
+
+
+def test_the_tails_clean_and_noisy_weights_are_those_of_the_tail_classes_true_labels_in_weights_npz():
+    """Under noise and imbalance at once, the table gives the mean final weight of the clean and the noisy samples
+    whose true class is one of the three smallest; checked on the committed runs against their weights.npz."""
+    runs = os.path.join(ROOT, "results", "laptop")
+    table_cells, *_ = summarize.cells(runs, "fashionmnist_laptop_lt", "fashionmnist")
+    checked = 0
+    for c in table_cells:
+        if c["setting"] != "imb10_unif_p0.4" or c["row"] not in ("mwnet", "l2rw") or c["n"] == 0:
+            continue
+        folder = os.path.join(runs, "fashionmnist_laptop_lt", "fashionmnist", c["setting"], c["row"])
+        by_seed = []
+        for seed in sorted(os.listdir(folder)):
+            with np.load(os.path.join(folder, seed, "weights.npz")) as w:
+                tail, noisy = np.isin(w["clean_labels"], [7, 8, 9]), w["noisy_labels"] != w["clean_labels"]
+                by_seed.append((w["weight"][tail & ~noisy].mean(), w["weight"][tail & noisy].mean()))
+        assert len(by_seed) == c["n"]
+        assert c["tail_weight_clean"] == pytest.approx(np.mean([a for a, _ in by_seed]), abs=1e-6)
+        assert c["tail_weight_noisy"] == pytest.approx(np.mean([b for _, b in by_seed]), abs=1e-6)
+        checked += 1
+    assert checked == 2
+    clean = [c for c in table_cells if c["setting"] == "imb100" and c["row"] == "mwnet"]
+    assert clean and clean[0]["tail_weight_clean"] is None  # no noise, no such weights

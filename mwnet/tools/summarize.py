@@ -131,6 +131,27 @@ def weight_stats(group):
     return out
 
 
+def tail_weights(group, groups):
+    """For a table that groups its classes, under label noise: the mean over seeds of the mean final weight
+    (weights.npz) of the clean and of the noisy training samples whose true class is in the last group (the
+    tail); (None, None) where there is no noisy tail sample or a run has no weights."""
+    if not groups or not group:
+        return None, None
+    _, a, b = groups[-1]
+    clean, noisy = [], []
+    for run in group:
+        w = run.weights
+        if w is None:
+            return None, None
+        tail = (w["clean_labels"] >= a) & (w["clean_labels"] < b)
+        wrong = w["is_noisy"].astype(bool)
+        if not (tail & wrong).any() or not (tail & ~wrong).any():
+            return None, None
+        clean.append(float(w["weight"][tail & ~wrong].mean()))
+        noisy.append(float(w["weight"][tail & wrong].mean()))
+    return mean_std(clean)[0], mean_std(noisy)[0]
+
+
 def make_cell(table, dataset, variant, level, row, label, runs):
     spec = TABLES[table]
     paper = None
@@ -155,6 +176,10 @@ def make_cell(table, dataset, variant, level, row, label, runs):
     cell["diff"] = reported - paper[0] if paper and reported is not None else None
     cell.update(weight_stats(group), conflict=conflict, changed_code=changed_code(group))
     cell["groups"] = group_accuracy(group, spec.get("groups"))
+    noisy = cell["weight_noisy"] is not None
+    cell["tail_weight_clean"], cell["tail_weight_noisy"] = (
+        tail_weights(group, spec.get("groups")) if noisy else (None, None)
+    )
     return cell
 
 
@@ -218,6 +243,8 @@ def fmt_weights(c):
         text = "no weights"
     else:
         text = f"clean {c['weight_clean']:.3f} / noisy {c['weight_noisy']:.3f}"
+        if c["tail_weight_clean"] is not None:
+            text += f", the tail's {c['tail_weight_clean']:.3f} / {c['tail_weight_noisy']:.3f}"
     if c["v_grid"]:
         text += f"; V({c['v_grid'][0]:g}) {c['v_low']:.3f}, V({c['v_grid'][1]:g}) {c['v_high']:.3f}"
     return f"{text} (n={c['n']})"
@@ -246,7 +273,8 @@ def markdown(runs, table, dataset, weights=False):
     if weights:
         lines += [
             "",
-            f"Sample weights, {dataset}: mean weight of clean / noisy training samples at the last evaluation",
+            f"Sample weights, {dataset}: mean weight of clean / noisy training samples at the last evaluation"
+            + (", and of the tail classes' own (weights.npz)" if spec.get("groups") else ""),
             "",
             *header,
         ]
