@@ -60,14 +60,20 @@ VARIANTS = {
         "MW-Net, 20,000 images, crop and flip and the clean warm-up (the three that helped)",
         ["--method", "mwnet", "--augment", "--clean_warmup", *LARGER],
     ),
+    "l2rw_20k_aug_cwarm": (
+        "L2RW, 20,000 images, crop and flip and the clean warm-up (MW-Net's three, for L2RW)",
+        ["--method", "l2rw", "--augment", "--clean_warmup", *LARGER],
+    ),
+    "erm_20k_aug": ("Plain training, 20,000 images, crop and flip", ["--method", "erm", "--augment", *LARGER]),
 }
 # Rows run under some settings only, the other cells saying so: L2RW on 20,000 images under the flip noises, where
-# the paper's claim of MW-Net above L2RW was in question.
-ONLY = {"l2rw_20k": [("flip2", "0.4"), ("flip", "0.4")]}
+# the paper's claim of MW-Net above L2RW was in question, and L2RW and plain training given MW-Net's three there.
+FLIPS = [("flip2", "0.4"), ("flip", "0.4")]
+ONLY = {"l2rw_20k": FLIPS, "l2rw_20k_aug_cwarm": FLIPS, "erm_20k_aug": FLIPS}
 # The order the runs are made in: the variants most likely to explain the flip-noise result first.
 RUN_ORDER = ["mwnet_norm_sgd", "mwnet_cwarm", "mwnet_inside", "mwnet_meta1000", "mwnet_norm", "mwnet_sgd"]
 RUN_ORDER += ["l2rw_meta1000", "mwnet_aug", "l2rw_aug", "erm_aug", "erm_20k", "mwnet_20k", "mwnet_aug_cwarm"]
-RUN_ORDER += ["mwnet_20k_aug_cwarm", "l2rw_20k"]
+RUN_ORDER += ["mwnet_20k_aug_cwarm", "l2rw_20k", "l2rw_20k_aug_cwarm", "erm_20k_aug"]
 ROWS = {**CONTROL, **VARIANTS}
 
 
