@@ -12,7 +12,8 @@ import numpy as np
 
 from mwnet.data.device_loader import DeviceLoader
 
-EVAL_BATCH = {"cuda": 1000, "cpu": 100}  # on the CPU batches of 1000 evaluate slower (benchmarks/bench_eval.py)
+# on the CPU, with freed memory kept, batches of 100 to 1000 evaluate in the same time (docs/speed.md)
+EVAL_BATCH = {"cuda": 1000, "cpu": 100}
 
 
 @dataclass(frozen=True)
