@@ -289,7 +289,7 @@ def test_undetached_vnet_input_equals_the_class_imbalance_code(meta_grad):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_the_lean_batchnorm_tangent_is_torchs_forward_mode_derivative(channels_last):
-    """meta_step's BatchNorm tangent (10 operations) against torch's own forward-AD formula for training-mode
+    """meta_step's BatchNorm tangent (5 operations) against torch's own forward-AD formula for training-mode
     BatchNorm on batch statistics, in float64: equal to rounding, whichever inputs carry a tangent."""
     import torch.autograd.forward_ad as fwAD
 
