@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
+from mwnet.method.replay import Tape, batch_norm_tangent, loss_tangent
+
 META_GRADS = ("jvp", "double_backward")
 # torch's forward-mode AD scripts its own decompositions on first use and warns about that itself.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
@@ -112,14 +114,8 @@ def _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, 
 
 
 class _BatchNormTangent(torch.autograd.Function):
-    """Training-mode BatchNorm on the batch's statistics (no running ones), for the forward-mode pass only: its
-    tangent in 5 operations where torch's formula takes 21. With x^ = (x - mean) * invstd per channel,
-    y' = w x^' + w' x^ + b' with x^' = invstd * (x' - mean(x') - x^ * mean(x' x^)) (the derivative of the batch's
-    normalisation, its mean and biased variance included). w x^' is BatchNorm's backward formula with x' in the
-    place of the output's gradient, so torch's own kernel computes it (`native_batch_norm_backward`: a reduction
-    and one pass over the tensor); the rest is (x - mean) * (w' invstd) + b' in three passes, where the terms
-    written out took 8 passes and 2 reductions. The subtraction comes first, as in x^: no cancellation where a
-    channel's mean is large against its spread."""
+    """Training-mode BatchNorm on the batch's statistics (no running ones), for the dual-tensor forward-mode pass
+    only: its tangent in 5 operations where torch's formula takes 21 (replay.batch_norm_tangent)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
@@ -131,16 +127,7 @@ class _BatchNormTangent(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, weight_t, bias_t, _):
         x, weight, mean, invstd = ctx.saved_tensors
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        if x_t is None:
-            y_t = torch.zeros_like(x)
-        else:  # w x^', in x_t's memory format
-            y_t = torch.ops.aten.native_batch_norm_backward(
-                x_t, x, weight, None, None, mean, invstd, True, ctx.eps, [True, False, False]
-            )[0]
-        if weight_t is not None:
-            y_t.addcmul_(x - mean.view(shape), (weight_t * invstd).view(shape))
-        return y_t if bias_t is None else y_t.add_(bias_t.view(shape))
+        return batch_norm_tangent(x, weight, mean, invstd, ctx.eps, x_t, weight_t, bias_t)
 
 
 class _LeanBatchNormTangents(TorchFunctionMode):
@@ -167,16 +154,39 @@ class _LeanBatchNormTangents(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _jvp_losses(model, params, inputs, targets, direction):
+def _jvp_losses(model, params, inputs, targets, direction, tape=None, logits=None):
     """u = J direction: forward-mode derivative of the per-sample losses at `params`.
 
-    Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: the same forward-mode AD,
+    With the `tape` of the step's first forward (logits = model(inputs) at these params, recorded): from that
+    forward's values, the model at w not computed again (replay.py), where the tape's rules cover the model.
+    Otherwise dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: the same forward-mode AD,
     and an autocast region around the call applies to it as to any forward. BatchNorm's tangent is
     _BatchNormTangent's (fewer operations, the same derivative).
     """
+    if tape is not None:
+        logits_t = tape.tangent(model, inputs, direction, logits)
+        if logits_t is not None:
+            return loss_tangent(logits.detach(), targets, logits_t)
     with batch_stats_only(model), torch.no_grad(), fwAD.dual_level(), _LeanBatchNormTangents():
         duals = {k: fwAD.make_dual(p.detach(), direction[k]) for k, p in params.items()}
         return fwAD.unpack_dual(_losses(model, duals, inputs, targets)).tangent
+
+
+def _recorded_forward(model, inputs):
+    """model(inputs), and its Tape for _jvp_losses (None under autocast, whose casts the tape's rules leave to the
+    dual-tensor path)."""
+    if _autocast_on(inputs.device.type):
+        return model(inputs), None
+    with Tape() as tape:
+        logits = model(inputs)
+    return logits, tape
+
+
+def _autocast_on(device_type):
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 def _real_step(optimizer, loss, reduce=None):
@@ -216,7 +226,7 @@ def mwnet_step(
         raise ValueError("detach_vnet_input=False is not split over processes")
     params = dict(model.named_parameters())
     if meta_grad == "jvp":
-        logits = model(inputs)
+        logits, tape = _recorded_forward(model, inputs)
         losses = F.cross_entropy(logits, targets, reduction="none")  # also step 3's forward
         if detach_vnet_input:
             weights = sample_weights(vnet, losses)
@@ -228,7 +238,8 @@ def mwnet_step(
         if reduce is not None:
             grads = reduce.sum_all(grads)
         g, meta_loss = _meta_grad_wrt_virtual(model, params, grads, lr, meta_inputs, meta_targets, reduce)
-        u = _jvp_losses(model, params, inputs, targets, g)
+        u = _jvp_losses(model, params, inputs, targets, g, tape, logits)
+        del tape
         if detach_vnet_input:
             surrogate = -lr * weighted_loss(u, weights, normalize, reduce)  # its Θ-gradient is dL_meta/dΘ
         else:
@@ -285,11 +296,12 @@ def l2rw_step(model, optimizer, inputs, targets, meta_inputs, meta_targets, lr, 
         raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
     params = dict(model.named_parameters())
     if meta_grad == "jvp":
-        logits = model(inputs)
+        logits, tape = _recorded_forward(model, inputs)
         losses = F.cross_entropy(logits, targets, reduction="none")  # also the real step's forward
         # the meta-gradient at ε = 0, where w' is w itself
         g, meta_loss = _meta_grad_wrt_virtual(model, params, None, lr, meta_inputs, meta_targets, reduce)
-        grad_eps = -lr * _jvp_losses(model, params, inputs, targets, g)
+        grad_eps = -lr * _jvp_losses(model, params, inputs, targets, g, tape, logits)
+        del tape
     else:
         with batch_stats_only(model):
             virtual_losses = _losses(model, params, inputs, targets)

@@ -1,0 +1,163 @@
+"""The forward-mode pass from the first forward's values (mwnet/method/replay.py) against torch's own forward-mode
+derivative (torch.func.jvp), on every model of the package, and the dual-tensor path wherever the replay cannot
+follow."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from mwnet.method.meta_step import _jvp_losses, _recorded_forward, batch_stats_only
+from mwnet.models.imagenet import resnet50
+from mwnet.models.resnet import ResNet32, ResNet34
+from mwnet.models.small import SmallCNN
+from mwnet.models.wideresnet import WideResNet
+
+MODELS = {
+    "smallcnn": lambda: SmallCNN(10),
+    "resnet32": lambda: ResNet32(10, num_blocks=(2, 2, 2)),  # option-A shortcuts: slicing, padding, sums
+    "resnet34": lambda: ResNet34(10, num_blocks=(1, 1, 1, 1)),  # projection shortcuts, adaptive pooling
+    "wrn": lambda: WideResNet(10, 10, widen_factor=2),  # in-place ReLU on BatchNorm's output
+    "resnet50": lambda: resnet50(10),  # torchvision's: max-pool, in-place sums, torch.flatten
+}
+
+
+def setting(arch, channels_last, seed=0):
+    torch.manual_seed(seed)
+    model = MODELS[arch]().double()
+    for m in model.modules():  # running statistics unlike a fresh layer's, so that a stray update shows
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64, generator=g)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (6,), generator=g)
+    direction = {k: torch.randn(p.shape, dtype=p.dtype, generator=g) for k, p in model.named_parameters()}
+    return model, x, y, direction
+
+
+def reference(model, x, y, direction):
+    """torch's forward-mode derivative of the per-sample losses at the model's parameters (batch statistics)."""
+    params = {k: p.detach() for k, p in model.named_parameters()}
+
+    def losses(p):
+        return F.cross_entropy(functional_call(model, p, (x,)), y, reduction="none")
+
+    with batch_stats_only(model), torch.no_grad():
+        return torch.func.jvp(losses, (params,), ({k: direction[k] for k in params},))[1]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_the_replayed_tangent_is_torchs_forward_mode_derivative(arch, channels_last):
+    """On every model of the package the replay follows the recorded forward to its end (no fallback), gives
+    torch's forward-mode derivative to rounding in float64, and leaves the model's buffers as the one recorded
+    forward left them (BatchNorm's running statistics and counts updated once)."""
+    model, x, y, direction = setting(arch, channels_last)
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    before = copy.deepcopy(model.state_dict())
+    logits, tape = _recorded_forward(model, x)
+    once = copy.deepcopy(model.state_dict())
+    assert any(not torch.equal(before[k], once[k]) for k in before)  # the recorded forward updated them
+    assert tape.usable and tape.tangent(model, x, direction, logits) is not None
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+    assert all(torch.equal(v, once[k]) for k, v in model.state_dict().items())
+
+
+class _WithTanh(nn.Module):
+    """A function the replay has no rule for."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 30 * 30, 10)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.bn(self.conv(x))).flatten(1))
+
+
+def test_a_function_without_a_rule_takes_the_dual_tensor_path():
+    torch.manual_seed(0)
+    model = _WithTanh().double()
+    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
+    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    logits, tape = _recorded_forward(model, x)
+    assert not tape.usable and tape.tangent(model, x, direction, logits) is None
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_recorded_value_changed_in_place_takes_the_dual_tensor_path():
+    """The first convolution's tangent reads the recorded input; changed in place since, the replay declines and the
+    tangent is the one at the values the tensors hold now."""
+    model, x, y, direction = setting("smallcnn", False)
+    logits, tape = _recorded_forward(model, x)
+    x.mul_(2)
+    assert tape.tangent(model, x, direction, logits) is None
+    # the dual-tensor path at the new input (and the recorded forward's BatchNorm counts)
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_forward_that_differs_from_the_recorded_one_takes_the_dual_tensor_path():
+    """A model whose control flow changed between the two runs (here: training mode left) is not matched."""
+    model, x, _, direction = setting("resnet32", False)
+    logits, tape = _recorded_forward(model, x)
+    model.eval()
+    assert tape.tangent(model, x, direction, logits) is None
+
+
+def test_no_tape_under_autocast():
+    """Under autocast (bf16 on the CPU) the forward is not recorded: its casts are left to the dual-tensor path."""
+    model, x, _, _ = setting("smallcnn", False)
+    model, x = model.float(), x.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, tape = _recorded_forward(model, x)
+    assert tape is None
+    assert _recorded_forward(model, x)[1] is not None
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "resnet50"])
+def test_without_an_autograd_graph_batchnorm_statistics_and_pooling_indices_are_recomputed(arch):
+    """A forward recorded without a graph leaves no saved batch statistics or max-pool indices to read: the replay
+    computes them from the recorded inputs, with the same derivative."""
+    model, x, y, direction = setting(arch, True)
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    with torch.no_grad():
+        logits, tape = _recorded_forward(model, x)
+    assert all(call.saved is None for call in tape.calls)
+    assert tape.tangent(model, x, direction, logits) is not None
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+
+
+class _ReluInPlaceUnused(nn.Module):
+    """An in-place ReLU whose result is not used: the tensor it changed is."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 30 * 30, 10)
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        F.relu(out, inplace=True)
+        return self.fc(out.flatten(1))
+
+
+def test_an_in_place_relu_changes_the_tangent_in_place():
+    torch.manual_seed(0)
+    model = _ReluInPlaceUnused().double()
+    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
+    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    logits, tape = _recorded_forward(model, x)
+    assert tape.tangent(model, x, direction, logits) is not None
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
