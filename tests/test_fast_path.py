@@ -212,6 +212,46 @@ def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
     assert "convolution.default" in ops.seen
 
 
+@pytest.mark.parametrize("arch", ["resnet32", "wrn"])
+def test_the_replayed_forward_mode_pass_traces_on_fake_cuda_tensors(arch):
+    """On CUDA the recorded forward's BatchNorm is cuDNN's, whose saved statistics the replay does not read: it
+    recomputes them (var_mean) and follows the recorded forward to its end on fake CUDA tensors in channels_last."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mwnet.method.meta_step import _jvp_losses, _recorded_forward
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    try:
+        with FakeTensorMode():
+            torch.empty(1, device="cuda")
+    except (RuntimeError, AssertionError):  # older torch initialises CUDA even for a fake tensor
+        pytest.skip(f"torch {torch.__version__} makes fake CUDA tensors only where a GPU driver is")
+    model = ResNet32(10) if arch == "resnet32" else WideResNet(10, 10, widen_factor=2)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model = model.to("cuda", memory_format=torch.channels_last)
+        x = torch.randn(4, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (4,), device="cuda")
+        with Ops() as first:
+            logits, tape = _recorded_forward(model, x)
+        params = dict(model.named_parameters())
+        direction = {k: torch.randn_like(p) for k, p in params.items()}
+        with Ops() as second:
+            assert tape.tangent(model, x, direction, logits) is not None
+            u = _jvp_losses(model, params, x, y, direction, tape, logits)
+        assert u.shape == (4,) and u.device.type == "cuda"
+    assert "cudnn_batch_norm.default" in first.seen
+    assert "var_mean.correction" in second.seen and "cudnn_batch_norm.default" not in second.seen
+
+
 def test_parameters_grads_and_optimiser_buffers_keep_their_layout_through_a_checkpoint(tmp_path):
     """The fused CUDA optimisers need each parameter, gradient and state buffer of one size, stride and dtype:
     true after steps in channels_last, and after a checkpoint is saved and loaded into fresh modules."""

@@ -161,3 +161,29 @@ def test_an_in_place_relu_changes_the_tangent_in_place():
     assert tape.tangent(model, x, direction, logits) is not None
     u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
     torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+
+
+class _Functional(nn.Module):
+    """Functions called with keywords, and sums with a number on either side."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.fc = nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        out = F.conv2d(x, weight=self.weight, padding=1, stride=2)
+        out = F.relu(1.0 + F.batch_norm(out, None, None, training=True) + 0.5)
+        return F.linear(out.flatten(1), weight=self.fc.weight, bias=self.fc.bias)
+
+
+def test_keyword_arguments_and_sums_with_numbers_are_followed():
+    torch.manual_seed(0)
+    model = _Functional().double()
+    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
+    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    logits, tape = _recorded_forward(model, x)
+    assert tape.tangent(model, x, direction, logits) is not None
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)

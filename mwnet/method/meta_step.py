@@ -9,9 +9,10 @@ Two ways to get the meta-gradient, equal up to rounding (tests/test_meta_step.py
   "double_backward": the original's way, a create_graph gradient and a backward through it;
   "jvp" (default): since L is linear in the per-sample losses l, <dL/dw, g> = L(J g; v) with
      J = dl/dw and g = dL_meta/dw'. So dL_meta/dΘ = -lr * d/dΘ L(u; V(l; Θ)), u = J g, one
-     forward-mode Jacobian-vector product (dual tensors of torch.autograd.forward_ad through
-     torch.func.functional_call). Step 3 reuses step 1's forward (same w, batch and BatchNorm
-     mode), so no double backward and fewer FLOPs.
+     forward-mode Jacobian-vector product: the model run on the tangents alone from the recorded values
+     of step 1's forward (replay.py), or dual tensors of torch.autograd.forward_ad through
+     torch.func.functional_call where replay's rules do not cover the model. Step 3 reuses step 1's
+     forward (same w, batch and BatchNorm mode), so no double backward and fewer FLOPs.
 With detach_vnet_input=False (the class-imbalance code, which feeds V the loss itself) the virtual
 step's gradient is J^T c with c_i = dL/dl_i taken through V too, and dL_meta/dΘ = -lr d/dΘ <u, c>.
 Steps 1-2 never touch the real model: its parameters change in step 3 only, and its BatchNorm
