@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CPU_ENV, ROOT, assert_one_line_error, run_cli
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.bench_step import original_way
 from mwnet.data.catalog import MEAN_STD
@@ -166,31 +167,39 @@ def test_both_tf32_apis_answer_after_set_numerics(precision):
         set_numerics("fp32", deterministic=False)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "tf32"])
-@pytest.mark.parametrize("arch", ["resnet32", "wrn"])
-def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
-    """CUDA adds its own BatchNorm kernels and convolutions in channels_last: the meta step's forward-mode pass
-    reaches them on fake CUDA tensors (no GPU needed) and every one has a forward-AD formula, or this raises."""
+class Ops(TorchDispatchMode):
+    """The names of the aten operations run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def skip_without_fake_cuda():
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from mwnet.engine.components import set_numerics
-    from mwnet.method.meta_step import _jvp_losses
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = set()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.seen.add(func.__name__)
-            return func(*args, **(kwargs or {}))
 
     try:
         with FakeTensorMode():
             torch.empty(1, device="cuda")
     except (RuntimeError, AssertionError):  # older torch initialises CUDA even for a fake tensor
         pytest.skip(f"torch {torch.__version__} makes fake CUDA tensors only where a GPU driver is")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+@pytest.mark.parametrize("arch", ["resnet32", "wrn"])
+def test_the_jvp_forward_traces_on_fake_cuda_tensors(arch, precision):
+    """CUDA adds its own BatchNorm kernels and convolutions in channels_last: the meta step's forward-mode pass
+    reaches them on fake CUDA tensors (no GPU needed) and every one has a forward-AD formula, or this raises."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from mwnet.engine.components import set_numerics
+    from mwnet.method.meta_step import _jvp_losses
+
+    skip_without_fake_cuda()
     model = (ResNet32(10) if arch == "resnet32" else WideResNet(10, 10, widen_factor=2)).to(
         memory_format=torch.channels_last
     )
@@ -217,24 +226,10 @@ def test_the_replayed_forward_mode_pass_traces_on_fake_cuda_tensors(arch):
     """On CUDA the recorded forward's BatchNorm is cuDNN's, whose saved statistics the replay does not read: it
     recomputes them (var_mean) and follows the recorded forward to its end on fake CUDA tensors in channels_last."""
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from mwnet.method.meta_step import _jvp_losses, _recorded_forward
 
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = set()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.seen.add(func.__name__)
-            return func(*args, **(kwargs or {}))
-
-    try:
-        with FakeTensorMode():
-            torch.empty(1, device="cuda")
-    except (RuntimeError, AssertionError):  # older torch initialises CUDA even for a fake tensor
-        pytest.skip(f"torch {torch.__version__} makes fake CUDA tensors only where a GPU driver is")
+    skip_without_fake_cuda()
     model = ResNet32(10) if arch == "resnet32" else WideResNet(10, 10, widen_factor=2)
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = model.to("cuda", memory_format=torch.channels_last)

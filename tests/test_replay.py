@@ -2,6 +2,7 @@
 derivative (torch.func.jvp), on every model of the package, and the dual-tensor path wherever the replay cannot
 follow."""
 
+import contextlib
 import copy
 
 import pytest
@@ -52,6 +53,26 @@ def reference(model, x, y, direction):
         return torch.func.jvp(losses, (params,), ({k: direction[k] for k in params},))[1]
 
 
+def check(model, x, y, direction, replayed, graph=True):
+    """The step's JVP through the tape of model(x) (recorded with or without an autograd graph): replayed or, where
+    `replayed` is False, by dual tensors, and torch's forward-mode derivative either way. Returns the tape."""
+    expected = reference(copy.deepcopy(model), x, y, direction)
+    with contextlib.nullcontext() if graph else torch.no_grad():
+        logits, tape = _recorded_forward(model, x)
+    assert (tape.tangent(model, x, direction, logits) is not None) is replayed
+    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
+    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+    return tape
+
+
+def own(module_class):
+    """A test module of this file in float64, a batch of 32 x 32 images and a direction."""
+    torch.manual_seed(0)
+    model = module_class().double()
+    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
+    return model, x, y, {k: torch.randn_like(p) for k, p in model.named_parameters()}
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("arch", list(MODELS))
 def test_the_replayed_tangent_is_torchs_forward_mode_derivative(arch, channels_last):
@@ -59,15 +80,13 @@ def test_the_replayed_tangent_is_torchs_forward_mode_derivative(arch, channels_l
     torch's forward-mode derivative to rounding in float64, and leaves the model's buffers as the one recorded
     forward left them (BatchNorm's running statistics and counts updated once)."""
     model, x, y, direction = setting(arch, channels_last)
-    expected = reference(copy.deepcopy(model), x, y, direction)
-    before = copy.deepcopy(model.state_dict())
-    logits, tape = _recorded_forward(model, x)
-    once = copy.deepcopy(model.state_dict())
-    assert any(not torch.equal(before[k], once[k]) for k in before)  # the recorded forward updated them
-    assert tape.usable and tape.tangent(model, x, direction, logits) is not None
-    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
-    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
-    assert all(torch.equal(v, once[k]) for k, v in model.state_dict().items())
+    once = copy.deepcopy(model)
+    once(x)  # one training-mode forward: BatchNorm's statistics and counts updated once
+    assert check(model, x, y, direction, replayed=True).usable
+    assert all(torch.equal(v, once.state_dict()[k]) for k, v in model.state_dict().items())
+    assert any(
+        not torch.equal(v, setting(arch, channels_last)[0].state_dict()[k]) for k, v in once.state_dict().items()
+    )
 
 
 class _WithTanh(nn.Module):
@@ -82,15 +101,8 @@ class _WithTanh(nn.Module):
 
 
 def test_a_function_without_a_rule_takes_the_dual_tensor_path():
-    torch.manual_seed(0)
-    model = _WithTanh().double()
-    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
-    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
-    expected = reference(copy.deepcopy(model), x, y, direction)
-    logits, tape = _recorded_forward(model, x)
-    assert not tape.usable and tape.tangent(model, x, direction, logits) is None
-    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
-    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+    tape = check(*own(_WithTanh), replayed=False)
+    assert not tape.usable
 
 
 def test_a_recorded_value_changed_in_place_takes_the_dual_tensor_path():
@@ -128,14 +140,8 @@ def test_no_tape_under_autocast():
 def test_without_an_autograd_graph_batchnorm_statistics_and_pooling_indices_are_recomputed(arch):
     """A forward recorded without a graph leaves no saved batch statistics or max-pool indices to read: the replay
     computes them from the recorded inputs, with the same derivative."""
-    model, x, y, direction = setting(arch, True)
-    expected = reference(copy.deepcopy(model), x, y, direction)
-    with torch.no_grad():
-        logits, tape = _recorded_forward(model, x)
+    tape = check(*setting(arch, True), replayed=True, graph=False)
     assert all(call.saved is None for call in tape.calls)
-    assert tape.tangent(model, x, direction, logits) is not None
-    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
-    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
 
 
 class _ReluInPlaceUnused(nn.Module):
@@ -152,15 +158,7 @@ class _ReluInPlaceUnused(nn.Module):
 
 
 def test_an_in_place_relu_changes_the_tangent_in_place():
-    torch.manual_seed(0)
-    model = _ReluInPlaceUnused().double()
-    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
-    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
-    expected = reference(copy.deepcopy(model), x, y, direction)
-    logits, tape = _recorded_forward(model, x)
-    assert tape.tangent(model, x, direction, logits) is not None
-    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
-    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+    check(*own(_ReluInPlaceUnused), replayed=True)
 
 
 class _Functional(nn.Module):
@@ -178,12 +176,4 @@ class _Functional(nn.Module):
 
 
 def test_keyword_arguments_and_sums_with_numbers_are_followed():
-    torch.manual_seed(0)
-    model = _Functional().double()
-    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (5,))
-    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
-    expected = reference(copy.deepcopy(model), x, y, direction)
-    logits, tape = _recorded_forward(model, x)
-    assert tape.tangent(model, x, direction, logits) is not None
-    u = _jvp_losses(model, dict(model.named_parameters()), x, y, direction, tape, logits)
-    torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-12)
+    check(*own(_Functional), replayed=True)
