@@ -177,3 +177,29 @@ class _Functional(nn.Module):
 
 def test_keyword_arguments_and_sums_with_numbers_are_followed():
     check(*own(_Functional), replayed=True)
+
+
+class _Hidden(nn.Module):
+    """Part of the forward out of a torch function mode's sight (torch._C.DisableTorchFunction): `hidden` says which."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.hidden = hidden
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 30 * 30, 10)
+
+    def forward(self, x):
+        out = self.conv(x)
+        if self.hidden == "middle":
+            with torch._C.DisableTorchFunction():
+                out = torch.tanh(out)
+        if self.hidden == "all":
+            with torch._C.DisableTorchFunction():
+                return F.linear(out.flatten(1), self.fc.weight, self.fc.bias)
+        return self.fc(out.flatten(1))
+
+
+@pytest.mark.parametrize("hidden", ["middle", "all"])
+def test_computation_out_of_the_modes_sight_takes_the_dual_tensor_path(hidden):
+    """Tensors the replay did not make, reaching a recorded call or returned by the model, are not taken for
+    tangents: the replay declines and the dual tensors (which see everything) give torch's derivative."""
+    check(*own(lambda: _Hidden(hidden)), replayed=False)

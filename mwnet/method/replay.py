@@ -12,8 +12,9 @@ The rules are the derivatives torch's forward-mode AD uses for these functions (
 on batch statistics, ReLU, pooling, padding, views, sums); a call whose arguments carry no tangent returns its
 recorded result, and so does a metadata query (`x.dim()`), so the second run follows the first run's control
 flow and repeats none of its side effects (BatchNorm's `num_batches_tracked.add_(1)`). Anything else (a function
-without a rule on a tangent, a call that differs from the recorded one, a recorded value changed in place since)
-raises Unsupported, and the caller takes the dual-tensor path, which gives the same derivative
+without a rule on a tangent, a call that differs from the recorded one, a recorded value changed in place since,
+a tensor the replay did not make where a tangent would be: something computed out of the mode's sight) raises
+Unsupported, and the caller takes the dual-tensor path, which gives the same derivative
 (tests/test_replay.py compares both with torch.func.jvp on every model of the package).
 """
 
@@ -322,24 +323,27 @@ class Tape(TorchFunctionMode):
         name), or None where the second run cannot follow the first: the caller then takes the dual-tensor path."""
         if not self.usable:
             return None
-        second = _Second(self.calls)
+        second = _Second(self.calls, direction.values())
         try:
             with torch.no_grad(), second:
                 out_t = torch.func.functional_call(model, direction, (inputs,))
         except Unsupported:
             return None
-        if second.position != len(self.calls) or not isinstance(out_t, torch.Tensor) or out_t is output:
+        if second.position != len(self.calls) or not isinstance(out_t, torch.Tensor) or id(out_t) not in second.known:
             return None
-        return out_t
+        return out_t if out_t.shape == output.shape else None
 
 
 class _Second(TorchFunctionMode):
     """The second run, on the tangents: each call matched with the recorded call at its position."""
 
-    def __init__(self, calls):
+    def __init__(self, calls, direction):
         super().__init__()
         self.calls = calls
         self.position = 0
+        # the tangents the run may carry: the direction's and those its rules made (held, so that ids stay theirs);
+        # any other tensor where a recorded value was is something computed out of the mode's sight
+        self.known = {id(t): t for t in direction}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -355,7 +359,10 @@ class _Second(TorchFunctionMode):
             raise Unsupported(
                 f"{getattr(func, '__name__', func)} where {getattr(call.func, '__name__', call.func)} was recorded"
             )
-        carried = [_carries(a, p) for a, p in zip(itertools.chain(args, kwargs.values()), call.values(), strict=True)]
+        values = list(itertools.chain(args, kwargs.values()))
+        carried = [_carries(a, p) for a, p in zip(values, call.values(), strict=True)]
+        if any(c and id(a) not in self.known for a, c in zip(values, carried)):
+            raise Unsupported("a tangent that the replay did not make")
         if not any(carried) or not _has_tensor(call.out):
             return call.out  # the recorded value: no tangent reaches it
         rule = RULES.get(func)
@@ -363,4 +370,6 @@ class _Second(TorchFunctionMode):
             raise Unsupported(f"no rule for {getattr(func, '__name__', func)}")
         if rule[0] is not None and not call.unchanged(rule[0]):
             raise Unsupported("a recorded value changed in place since")
-        return rule[2](call, args, kwargs)
+        out = rule[2](call, args, kwargs)
+        self.known[id(out)] = out
+        return out
