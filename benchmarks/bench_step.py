@@ -105,14 +105,17 @@ def original_way(make_model, model, vnet, optimizer, vnet_optimizer, batches, me
     optimizer.step()
 
 
-def make_step(method, arch, batch, device, n_images):
-    """A closure running one iteration of `method`, with its own model, optimisers and data."""
+def make_step(method, arch, batch, device, n_images, compiled=False):
+    """A closure running one iteration of `method`, with its own model, optimisers and data (compiled: the model
+    through torch.compile, bench_compile.py's)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, n_images)
     cuda = device.type == "cuda"
     model = ARCHS[arch]().to(device, memory_format=torch.channels_last)  # as training.py; orig undoes it
+    if compiled:
+        model.compile(dynamic=False)
     vnet = VNet().to(device)
     fused = optimizer_options(device) if method != "orig" else {}  # as the training scripts build them
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=5e-4, **fused)
