@@ -4,6 +4,8 @@ follow."""
 
 import contextlib
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -205,3 +207,17 @@ def test_computation_out_of_the_modes_sight_takes_the_dual_tensor_path(hidden):
     """Tensors the replay did not make, reaching a recorded call or returned by the model, are not taken for
     tangents: the replay declines and the dual tensors (which see everything) give torch's derivative."""
     check(*own(lambda: _Hidden(hidden)), replayed=False)
+
+
+def test_the_tape_keeps_alive_nothing_that_autograd_frees():
+    """ResNet-32's BatchNorm outputs: read by no backward formula (the ReLU after each keeps its own result) nor by
+    any rule, so freed after the forward, the tape holding it or not; the step's peak memory stays where it was."""
+    model, x, y, direction = setting("resnet32", True)
+    outputs = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(lambda module, args, out: outputs.append(weakref.ref(out)))
+    logits, tape = _recorded_forward(model, x)
+    gc.collect()
+    assert len(outputs) == 13 and all(ref() is None for ref in outputs)
+    assert tape.tangent(model, x, direction, logits) is not None

@@ -19,6 +19,7 @@ Unsupported, and the caller takes the dual-tensor path, which gives the same der
 """
 
 import itertools
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,21 @@ from torch.overrides import TorchFunctionMode
 
 class Unsupported(Exception):
     """The second run cannot be matched with the recorded one, or has no rule for a call."""
+
+
+class _Placeholder:
+    """Where a recorded value that depends on the parameters is not read by its call's rule: its shape and dtype,
+    which is all the second run compares (its tangent takes its place), and the value itself not held, so that the
+    tape keeps alive nothing that autograd's graph would have freed (BatchNorm's outputs, the residual sums)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, tensor):
+        self.shape, self.dtype = tensor.shape, tensor.dtype
+
+
+def _placeholder(value):
+    return _Placeholder(value) if isinstance(value, torch.Tensor) and value.requires_grad else value
 
 
 class _Call:
@@ -115,7 +131,7 @@ def _tangents(call, args, kwargs, names, defaults):
 
 def _tangent_of(a, p):
     """The tangent the second run's argument a carries where the recorded call had p (None: none, a is p)."""
-    return a if isinstance(p, torch.Tensor) and a is not p else None
+    return a if isinstance(p, (torch.Tensor, _Placeholder)) and a is not p else None
 
 
 def _affine(op, names, defaults):
@@ -185,7 +201,7 @@ def _max_pool2d(call, args, kwargs):
     indices = call.saved
     if indices is None:
         indices = F.max_pool2d(x, *rest[:-1], return_indices=True)[1]
-    return x_t.flatten(-2).gather(-1, indices.flatten(-2)).view_as(call.out)
+    return x_t.flatten(-2).gather(-1, indices.flatten(-2)).view(call.out.shape)
 
 
 def _linear_in_first(call, args, kwargs):
@@ -269,7 +285,7 @@ def _tensors(values):
 
 
 def _has_tensor(value):
-    return next(_tensors((value,)), None) is not None
+    return isinstance(value, _Placeholder) or next(_tensors((value,)), None) is not None
 
 
 def _carries(a, p):
@@ -277,7 +293,7 @@ def _carries(a, p):
     equal to it); Unsupported where it cannot be matched."""
     if a is p:
         return False
-    if isinstance(p, torch.Tensor):
+    if isinstance(p, (torch.Tensor, _Placeholder)):
         if isinstance(a, torch.Tensor) and a.shape == p.shape and a.dtype == p.dtype:
             return True
     elif isinstance(p, (list, tuple)):
@@ -312,7 +328,9 @@ class Tape(TorchFunctionMode):
             return out
         reads, saves = (None, None) if rule is None else rule[:2]
         saved = saves(out) if saves is not None and isinstance(out, torch.Tensor) else None
-        call = _Call(func, args, kwargs, out, None, saved)
+        if rule is not None and reads != "args":
+            args, kwargs = tuple(_placeholder(a) for a in args), {k: _placeholder(v) for k, v in kwargs.items()}
+        call = _Call(func, args, kwargs, out if reads == "out" or rule is None else _placeholder(out), None, saved)
         if reads is not None:
             call.versions = _versions(call, reads)
         self.calls.append(call)
@@ -341,9 +359,10 @@ class _Second(TorchFunctionMode):
         super().__init__()
         self.calls = calls
         self.position = 0
-        # the tangents the run may carry: the direction's and those its rules made (held, so that ids stay theirs);
-        # any other tensor where a recorded value was is something computed out of the mode's sight
-        self.known = {id(t): t for t in direction}
+        # the tangents the run may carry: the direction's and those its rules made, while they live (weakly held:
+        # freed as the run goes on, their ids leave with them); any other tensor where a recorded value was is
+        # something computed out of the mode's sight
+        self.known = weakref.WeakValueDictionary({id(t): t for t in direction})
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -364,6 +383,8 @@ class _Second(TorchFunctionMode):
         if any(c and id(a) not in self.known for a, c in zip(values, carried)):
             raise Unsupported("a tangent that the replay did not make")
         if not any(carried) or not _has_tensor(call.out):
+            if isinstance(call.out, _Placeholder):  # a value that depends on the parameters reached without a tangent
+                raise Unsupported("a recorded value that depends on the parameters, without a tangent")
             return call.out  # the recorded value: no tangent reaches it
         rule = RULES.get(func)
         if rule is None:
