@@ -3,7 +3,7 @@
 u = J g, the derivative of the per-sample losses at w in the direction g, is what the meta step needs of the
 training batch (meta_step.py). Dual tensors compute it together with the forward at w, which the step's first
 forward has already computed (its logits serve steps 1 and 3). Here that first forward is recorded (`Tape`: each
-torch function it calls, with its arguments and results, held by reference) and the model runs a second time on
+torch function it calls, and by reference the values its rule reads) and the model runs a second time on
 the tangents alone: the second run's calls are matched, one by one, with the recorded ones, and each call's
 tangent is computed by that function's derivative rule (RULES) from the recorded primal values, which are not
 computed again.
