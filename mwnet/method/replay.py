@@ -299,9 +299,18 @@ def _carries(a, p):
     elif isinstance(p, (list, tuple)):
         if type(a) is type(p) and len(a) == len(p) and not any(_carries(x, y) for x, y in zip(a, p)):
             return False
-    elif not isinstance(a, torch.Tensor) and a == p:
+    elif not isinstance(a, torch.Tensor) and _equal(a, p):
         return False
     raise Unsupported("an argument unlike the recorded one")
+
+
+def _equal(a, p):
+    """a == p for the arguments of a call (numbers, strings, tuples); False where the comparison does not give one
+    truth value (an array, say)."""
+    try:
+        return bool(a == p)
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 class Tape(TorchFunctionMode):
@@ -309,7 +318,7 @@ class Tape(TorchFunctionMode):
 
     The forward itself runs as without the tape (each call is passed through unchanged). `usable` turns False at
     the first call the second run could not follow: a function without a rule on a value that depends on the
-    parameters (it requires a gradient), or a tensor inside a list argument."""
+    parameters (it requires a gradient); the recording stops there."""
 
     def __init__(self):
         super().__init__()
